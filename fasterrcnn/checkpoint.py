@@ -1,0 +1,114 @@
+"""Saving and loading training checkpoints.
+
+A checkpoint state is a dict that holds only what ``torch.load(..., weights_only=True)``
+accepts: tensors, Python numbers, bools, None, strings, and lists / tuples / dicts of those
+(``state_dict()`` of models, optimizers and LR schedulers qualify). Random number generator
+states are stored as tensors (``torch.Generator.get_state()``, ``torch.get_rng_state()``);
+never store arbitrary objects (a config object, numpy arrays, a ``random.getstate()`` tuple
+without converting it), because weights-only loading refuses them.
+
+Files are named as the reference names them, ``faster_rcnn_{session}_{epoch}_{iteration}.pth``,
+and are written atomically: a temporary file in the same directory, flushed and fsync'ed, then
+renamed over the target, so an interrupted save leaves any previous checkpoint intact.
+"""
+
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from typing import Dict, Union
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file exists but cannot be loaded (corrupt, truncated, or refused)."""
+
+
+def checkpoint_name(session: int, epoch: int, iteration: int) -> str:
+    """File name of a checkpoint, the reference's naming:
+    ``faster_rcnn_{session}_{epoch}_{iteration}.pth``."""
+    return f"faster_rcnn_{session}_{epoch}_{iteration}.pth"
+
+
+def find_checkpoint(save_dir: PathLike, session: int, epoch: int, iteration: int) -> str:
+    """Path of an existing checkpoint in ``save_dir``; FileNotFoundError naming the path (and
+    the checkpoints that do exist there) when it is missing."""
+    path = os.path.join(os.fspath(save_dir), checkpoint_name(session, epoch, iteration))
+    if not os.path.isfile(path):
+        available = []
+        if os.path.isdir(save_dir):
+            available = sorted(n for n in os.listdir(save_dir)
+                               if n.startswith("faster_rcnn_") and n.endswith(".pth"))
+        hint = f"; checkpoints in that directory: {', '.join(available)}" if available else \
+            "; no checkpoints in that directory"
+        raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
+    return path
+
+
+def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
+    """Write ``state`` to ``path`` atomically (temporary file in the same directory, fsync,
+    ``os.replace``). On any error the temporary file is removed, the error is re-raised and
+    an existing file at ``path`` is left as it was. The directory is created if missing."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = tempfile.NamedTemporaryFile(delete=False, dir=directory,
+                                      prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with tmp:
+            torch.save(state, tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp.name, path)
+    except BaseException:
+        if os.path.exists(tmp.name):
+            os.unlink(tmp.name)
+        raise
+    _fsync_directory(directory)
+    logger.info("saved checkpoint %s", path)
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the rename durable where the platform allows opening a directory."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> dict:
+    """Load a checkpoint dict with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (the message names it).
+        CheckpointError: the file is truncated or corrupt, is refused by weights-only loading
+            (it pickles objects other than tensors / numbers / strings / containers), or does
+            not hold a dict; the message names the file.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint {path} was refused by weights-only loading: it holds objects other "
+            f"than tensors, numbers, strings and containers ({e})") from e
+    except (RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(
+            f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+    return state
