@@ -71,7 +71,7 @@ def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
             os.unlink(tmp.name)
         raise
     _fsync_directory(directory)
-    logger.info("saved checkpoint %s", path)
+    logger.debug("saved checkpoint %s", path)
 
 
 def _fsync_directory(directory: str) -> None:
@@ -93,9 +93,9 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
 
     Raises:
         FileNotFoundError: no file at ``path`` (the message names it).
-        CheckpointError: the file is truncated or corrupt, is refused by weights-only loading
-            (it pickles objects other than tensors / numbers / strings / containers), or does
-            not hold a dict; the message names the file.
+        CheckpointError: the file is truncated, corrupt or unreadable, is refused by
+            weights-only loading (it pickles objects other than tensors / numbers / strings /
+            containers), or does not hold a dict; the message names the file.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -106,9 +106,9 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         raise CheckpointError(
             f"checkpoint {path} was refused by weights-only loading: it holds objects other "
             f"than tensors, numbers, strings and containers ({e})") from e
-    except (RuntimeError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise CheckpointError(
-            f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: {e})") from e
+    except (RuntimeError, OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or unreadable "
+                              f"({type(e).__name__}: {e})") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
     return state

@@ -28,14 +28,15 @@ def default_config() -> Config:
     return Config()
 
 
-def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Config:
+def load_config(path: Optional[str] = None, overrides: Sequence[Any] = ()) -> Config:
     """Merge a YAML file and command-line overrides over the defaults.
 
     Args:
         path: a YAML file (``yaml.safe_load``), or None for the defaults alone.  A file may name
             another with ``_BASE_: other.yml`` (relative to itself) to inherit from it.
         overrides: a flat sequence ``[KEY, VALUE, KEY, VALUE, ...]`` with dotted keys
-            (``TRAIN.SCALES``); each VALUE is parsed as YAML, then checked against the schema.
+            (``TRAIN.SCALES``); a string VALUE is parsed as YAML, any other value is taken as it
+            is; then each is checked against the schema.
     """
     cfg = default_config()
     if path is not None:
@@ -43,7 +44,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Co
     return apply_overrides(cfg, overrides)
 
 
-def apply_overrides(cfg: Config, overrides: Sequence[str], source: str = "--set") -> Config:
+def apply_overrides(cfg: Config, overrides: Sequence[Any], source: str = "--set") -> Config:
     """Return a new config with ``[KEY, VALUE, ...]`` applied; ``cfg`` is left unchanged."""
     if len(overrides) % 2:
         raise ConfigError(f"{source}: overrides come in KEY VALUE pairs, got {list(overrides)}")
