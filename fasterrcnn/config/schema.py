@@ -105,8 +105,12 @@ class BackboneConfig:
 
     NORM is ``frozen_bn`` (the reference: BatchNorm frozen with ImageNet statistics), ``bn``
     (trainable BatchNorm, for training from scratch) or ``gn`` (GroupNorm, 32 groups).
+    STYLE is ``caffe`` (the reference's Caffe-converted ResNets: stride on the first 1x1 conv,
+    BGR 0-255 input minus PIXEL_MEANS) or ``pytorch`` (torchvision's ResNets and weights, input
+    normalised by PIXEL_MEANS and PIXEL_STDS).
     """
 
+    STYLE: str = "caffe"
     WIDTH_MULT: float = 1.0
     NORM: str = "frozen_bn"
     PRETRAINED: str = ""
@@ -156,6 +160,7 @@ CHOICES = {
     "NET": ("vgg16", "res18", "res34", "res50", "res101", "res152"),
     "POOLING_MODE": ("pool", "align", "crop"),
     "BACKBONE.NORM": ("frozen_bn", "bn", "gn"),
+    "BACKBONE.STYLE": ("caffe", "pytorch"),
     "TRAIN.OPTIMIZER": ("sgd", "adam"),
     "TRAIN.NONFINITE_POLICY": ("stop", "skip"),
 }

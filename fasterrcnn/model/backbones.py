@@ -1,0 +1,313 @@
+"""Backbones split as in faster-rcnn.pytorch: a stride-16 ``base`` and a per-RoI ``top``.
+
+* VGG16: base = ``features`` without the last max-pool (conv5_3 + ReLU, stride 16, 512 channels);
+  top = ``classifier`` without the ImageNet layer (fc6, fc7 with ReLU and dropout, 4096-d).
+* ResNet-18/34/50/101/152 (C4): base = conv1 .. layer3 (stride 16); top = layer4 (stride 2 kept,
+  so a 7x7 pooled RoI becomes 4x4) followed by a spatial mean, like the reference's
+  ``_head_to_tail`` (``layer4(pool).mean(3).mean(2)``).
+
+Modules keep torchvision's names (``base.conv1``, ``base.layer3``, ``top.layer4``,
+``base.features``, ``top.classifier``) so ImageNet state dicts map onto them key by key
+(:mod:`fasterrcnn.model.weights`).  The blocks are torchvision's ``BasicBlock``/``Bottleneck``;
+``width_mult`` scales every channel count (for small from-scratch models).
+
+``style``: ``"pytorch"`` is torchvision's architecture.  ``"caffe"`` is the one of the
+Caffe-converted ResNets the reference recommended (``resnet101_caffe.pth``): a bottleneck's
+stride sits on its first 1x1 convolution instead of the 3x3 one, and the stem max-pool has no
+padding and rounds up.  BasicBlock nets and VGG16 are the same in both styles.
+
+Normalisation (``norm``): ``"frozen_bn"`` (torchvision's FrozenBatchNorm2d everywhere, the
+reference), ``"bn"`` (trainable BatchNorm2d) or ``"gn"`` (GroupNorm with gcd(32, C) groups).
+VGG16 has no normalisation layers; :func:`build_backbone` accepts it only with the default
+``frozen_bn``.
+
+Frozen parts have ``requires_grad = False`` and stay in eval mode when the module is put in
+train mode (the reference's ``train()`` override).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple, Type, Union
+
+from torch import Tensor, nn
+from torchvision.models import resnet as tv_resnet
+from torchvision.models import vgg as tv_vgg
+from torchvision.ops import FrozenBatchNorm2d
+
+from fasterrcnn.config import Config
+from fasterrcnn.config.schema import CHOICES
+
+NORMS = CHOICES["BACKBONE.NORM"]
+STYLES = ("pytorch", "caffe")
+
+RESNET_SPECS: Dict[str, Tuple[Type[nn.Module], Tuple[int, int, int, int]]] = {
+    "res18": (tv_resnet.BasicBlock, (2, 2, 2, 2)),
+    "res34": (tv_resnet.BasicBlock, (3, 4, 6, 3)),
+    "res50": (tv_resnet.Bottleneck, (3, 4, 6, 3)),
+    "res101": (tv_resnet.Bottleneck, (3, 4, 23, 3)),
+    "res152": (tv_resnet.Bottleneck, (3, 8, 36, 3)),
+}
+"""Block type and blocks per stage of each ResNet depth."""
+
+
+class BackboneParts(NamedTuple):
+    """The two halves of a backbone and their output widths."""
+
+    base: nn.Module
+    top: nn.Module
+    base_channels: int
+    top_channels: int
+
+
+def scaled(channels: int, width_mult: float) -> int:
+    """``channels * width_mult`` rounded, at least 1."""
+    return max(1, int(round(channels * width_mult)))
+
+
+def norm_factory(norm: str) -> Callable[[int], nn.Module]:
+    """A constructor ``f(num_channels) -> module`` for the normalisation named by ``norm``."""
+    if norm == "frozen_bn":
+        return FrozenBatchNorm2d
+    if norm == "bn":
+        return nn.BatchNorm2d
+    if norm == "gn":
+        return lambda channels: nn.GroupNorm(math.gcd(32, channels), channels)
+    raise ValueError(f"unknown backbone norm {norm!r}; expected one of {NORMS}")
+
+
+class _Freezable(nn.Module):
+    """A module whose named sub-modules can be frozen (no gradients, always in eval mode)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frozen: Tuple[str, ...] = ()
+
+    def freeze(self, names: Sequence[str]) -> None:
+        """Freeze the sub-modules at the dotted paths ``names``."""
+        for name in names:
+            for param in self.get_submodule(name).parameters():
+                param.requires_grad_(False)
+        self.frozen = tuple(self.frozen) + tuple(names)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "_Freezable":
+        super().train(mode)
+        if mode:
+            for name in self.frozen:
+                self.get_submodule(name).eval()
+        return self
+
+
+class ResNetBase(_Freezable):
+    """conv1 .. layer3 of a ResNet: (B,3,H,W) -> (B, out_channels, ~H/16, ~W/16)."""
+
+    def __init__(self, stem: "OrderedDict[str, nn.Module]", out_channels: int) -> None:
+        super().__init__()
+        for name, module in stem.items():
+            self.add_module(name, module)
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        for module in self.children():
+            x = module(x)
+        return x
+
+
+class ResNetTop(_Freezable):
+    """layer4 + spatial mean: pooled RoIs (K,C,P,P) -> (K, out_channels)."""
+
+    def __init__(self, layer4: nn.Module, out_channels: int) -> None:
+        super().__init__()
+        self.layer4 = layer4
+        self.out_channels = out_channels
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return self.layer4(pooled).mean(dim=(2, 3))
+
+
+class VGGBase(_Freezable):
+    """VGG16 ``features`` without the last max-pool: (B,3,H,W) -> (B,512w,~H/16,~W/16)."""
+
+    def __init__(self, features: nn.Sequential, out_channels: int) -> None:
+        super().__init__()
+        self.features = features
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+class VGGTop(_Freezable):
+    """fc6, fc7 (with ReLU and dropout): pooled RoIs (K,C,P,P) -> (K, out_channels)."""
+
+    def __init__(self, classifier: nn.Sequential, out_channels: int) -> None:
+        super().__init__()
+        self.classifier = classifier
+        self.out_channels = out_channels
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return self.classifier(pooled.flatten(1))
+
+
+def _init_conv_and_norm(module: nn.Module) -> None:
+    """torchvision's from-scratch initialisation (Kaiming convs, unit norms, small linears)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            nn.init.zeros_(m.bias)
+
+
+def _resnet_stage(
+    block: Type[nn.Module],
+    inplanes: int,
+    planes: int,
+    blocks: int,
+    stride: int,
+    norm_layer: Callable[[int], nn.Module],
+    style: str,
+) -> Tuple[nn.Sequential, int]:
+    """One ResNet stage built as torchvision's ``ResNet._make_layer`` does; returns it and its width."""
+    expansion = block.expansion
+    downsample = None
+    if stride != 1 or inplanes != planes * expansion:
+        downsample = nn.Sequential(
+            tv_resnet.conv1x1(inplanes, planes * expansion, stride), norm_layer(planes * expansion)
+        )
+    layers: List[nn.Module] = [
+        block(inplanes, planes, stride, downsample, norm_layer=norm_layer)
+    ]
+    inplanes = planes * expansion
+    layers.extend(block(inplanes, planes, norm_layer=norm_layer) for _ in range(1, blocks))
+    if style == "caffe" and block is tv_resnet.Bottleneck and stride != 1:
+        layers[0].conv1.stride = (stride, stride)
+        layers[0].conv2.stride = (1, 1)
+    return nn.Sequential(*layers), inplanes
+
+
+def build_resnet(
+    net: str,
+    width_mult: float = 1.0,
+    norm: str = "frozen_bn",
+    fixed_blocks: int = 1,
+    style: str = "pytorch",
+) -> BackboneParts:
+    """A ResNet C4 backbone.
+
+    Args:
+        net: ``res18``, ``res34``, ``res50``, ``res101`` or ``res152``.
+        width_mult: scales every channel count (1.0 = torchvision's widths).
+        norm: ``frozen_bn``, ``bn`` or ``gn``.
+        fixed_blocks: 0 freezes nothing; 1 freezes conv1 (+ its norm) and layer1; 2 adds layer2;
+            3 adds layer3 (the reference's RESNET.FIXED_BLOCKS).
+        style: ``pytorch`` or ``caffe`` (see the module docstring).
+    """
+    if net not in RESNET_SPECS:
+        raise ValueError(f"unknown ResNet {net!r}; expected one of {tuple(RESNET_SPECS)}")
+    if not 0 <= fixed_blocks <= 3:
+        raise ValueError(f"RESNET.FIXED_BLOCKS must be in 0..3, got {fixed_blocks}")
+    if style not in STYLES:
+        raise ValueError(f"unknown backbone style {style!r}; expected one of {STYLES}")
+    block, depths = RESNET_SPECS[net]
+    norm_layer = norm_factory(norm)
+    stem_width = scaled(64, width_mult)
+    if style == "caffe":
+        maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
+    else:
+        maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    modules: "OrderedDict[str, nn.Module]" = OrderedDict(
+        conv1=nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False),
+        bn1=norm_layer(stem_width),
+        relu=nn.ReLU(inplace=True),
+        maxpool=maxpool,
+    )
+    inplanes = stem_width
+    for i, (blocks, stride) in enumerate(zip(depths[:3], (1, 2, 2))):
+        planes = scaled(64 * 2**i, width_mult)
+        modules[f"layer{i + 1}"], inplanes = _resnet_stage(
+            block, inplanes, planes, blocks, stride, norm_layer, style
+        )
+    base = ResNetBase(modules, inplanes)
+    layer4, top_channels = _resnet_stage(
+        block, inplanes, scaled(512, width_mult), depths[3], 2, norm_layer, style
+    )
+    top = ResNetTop(layer4, top_channels)
+    _init_conv_and_norm(base)
+    _init_conv_and_norm(top)
+    if fixed_blocks >= 1:
+        base.freeze(["conv1", "bn1"] + [f"layer{i}" for i in range(1, fixed_blocks + 1)])
+    return BackboneParts(base, top, base.out_channels, top_channels)
+
+
+def build_vgg16(
+    width_mult: float = 1.0, fixed_layers: int = 10, pooling_size: int = 7
+) -> BackboneParts:
+    """A VGG16 backbone.
+
+    Args:
+        width_mult: scales every conv width and the 4096-d fully connected layers.
+        fixed_layers: the first ``fixed_layers`` modules of ``features`` are frozen
+            (the reference's VGG.FIXED_LAYERS = 10: conv1 and conv2).
+        pooling_size: side of the pooled RoI fed to fc6 (fc6 takes C * size * size inputs).
+    """
+    layer_cfg: List[Union[str, int]] = [
+        v if v == "M" else scaled(int(v), width_mult) for v in tv_vgg.cfgs["D"]
+    ]
+    features = tv_vgg.make_layers(layer_cfg, batch_norm=False)[:-1]
+    if not 0 <= fixed_layers <= len(features):
+        raise ValueError(f"VGG.FIXED_LAYERS must be in 0..{len(features)}, got {fixed_layers}")
+    channels = int(layer_cfg[-2])
+    hidden = scaled(4096, width_mult)
+    classifier = nn.Sequential(
+        nn.Linear(channels * pooling_size * pooling_size, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(),
+    )
+    base = VGGBase(features, channels)
+    top = VGGTop(classifier, hidden)
+    _init_conv_and_norm(base)
+    _init_conv_and_norm(top)
+    base.freeze([f"features.{i}" for i in range(fixed_layers)])
+    return BackboneParts(base, top, channels, hidden)
+
+
+def build_backbone(cfg: Config, style: str = "pytorch") -> BackboneParts:
+    """The backbone named by ``cfg.NET`` with cfg.BACKBONE's width and norm and the frozen
+    parts of cfg.RESNET.FIXED_BLOCKS / cfg.VGG.FIXED_LAYERS."""
+    if cfg.NET == "vgg16":
+        if cfg.BACKBONE.NORM != "frozen_bn":
+            raise ValueError(
+                "VGG16 has no normalisation layers: BACKBONE.NORM must stay 'frozen_bn' "
+                f"(the default) with NET vgg16, got {cfg.BACKBONE.NORM!r}"
+            )
+        return build_vgg16(cfg.BACKBONE.WIDTH_MULT, cfg.VGG.FIXED_LAYERS, cfg.POOLING_SIZE)
+    return build_resnet(
+        cfg.NET, cfg.BACKBONE.WIDTH_MULT, cfg.BACKBONE.NORM, cfg.RESNET.FIXED_BLOCKS, style
+    )
+
+
+__all__ = [
+    "BackboneParts",
+    "NORMS",
+    "STYLES",
+    "ResNetBase",
+    "ResNetTop",
+    "VGGBase",
+    "VGGTop",
+    "build_backbone",
+    "build_resnet",
+    "build_vgg16",
+    "norm_factory",
+    "scaled",
+]
