@@ -1,0 +1,108 @@
+"""What the command-line tools share: dataset presets, config assembly, checkpoint look-up.
+
+The tools translate their flags into config overrides (``KEY VALUE`` pairs) applied in this
+order: the YAML file, the dataset preset, the individual flags, then ``--set`` — so ``--set``
+always wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from fasterrcnn.checkpoint import find_checkpoint
+from fasterrcnn.config import Config, load_config
+
+
+@dataclass(frozen=True)
+class DatasetPreset:
+    """The reference's ``--dataset`` choices: which imdbs to train and test on, and their extras."""
+
+    train: str
+    test: str
+    overrides: Tuple[str, ...] = ()
+
+
+DATASET_PRESETS: Dict[str, DatasetPreset] = {
+    "shapes": DatasetPreset("shapes_train", "shapes_test"),
+    "pascal_voc": DatasetPreset("voc_2007_trainval", "voc_2007_test",
+                                ("ANCHOR_SCALES", "[8, 16, 32]", "MAX_NUM_GT_BOXES", "20")),
+    "pascal_voc_0712": DatasetPreset("voc_0712_trainval", "voc_2007_test",
+                                     ("ANCHOR_SCALES", "[8, 16, 32]", "MAX_NUM_GT_BOXES", "20")),
+    "coco": DatasetPreset("coco_2014_train+coco_2014_valminusminival", "coco_2014_minival",
+                          ("ANCHOR_SCALES", "[4, 8, 16, 32]", "MAX_NUM_GT_BOXES", "50")),
+    "coco_2017": DatasetPreset("coco_2017_train", "coco_2017_val",
+                               ("ANCHOR_SCALES", "[4, 8, 16, 32]", "MAX_NUM_GT_BOXES", "50")),
+    "custom": DatasetPreset("custom_trainval", "custom_test"),
+}
+
+LARGE_SCALE_OVERRIDES = ("TRAIN.SCALES", "[800]", "TRAIN.MAX_SIZE", "1200",
+                         "TEST.SCALES", "[800]", "TEST.MAX_SIZE", "1200")
+
+REPO_CFGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cfgs")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """--cfg, --dataset, --net, --ls and --set, common to every tool."""
+    parser.add_argument("--cfg", dest="cfg_file", default=None,
+                        help="YAML config (default: cfgs/<net>.yml, or cfgs/shapes.yml for shapes)")
+    parser.add_argument("--dataset", default="shapes", choices=sorted(DATASET_PRESETS),
+                        help="dataset preset (default: the generated shapes set)")
+    parser.add_argument("--net", default=None,
+                        help="backbone: vgg16, res18, res34, res50, res101, res152")
+    parser.add_argument("--ls", dest="large_scale", action="store_true",
+                        help="large scale: short side 800, long side at most 1200")
+    parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE",
+                        help="config overrides applied last, e.g. --set TRAIN.SCALES [400]")
+
+
+def default_cfg_file(dataset: str, net: Optional[str]) -> str:
+    """The reference's choice of config file when --cfg is not given."""
+    if net is None:
+        return os.path.join(REPO_CFGS, "shapes.yml" if dataset == "shapes" else "res101.yml")
+    return os.path.join(REPO_CFGS, f"{net}.yml")
+
+
+def build_config(args: argparse.Namespace, flag_overrides: Sequence[Any] = ()) -> Config:
+    """The run's config from the YAML file, the dataset preset, flags and --set."""
+    cfg_file = args.cfg_file or default_cfg_file(args.dataset, args.net)
+    preset = DATASET_PRESETS[args.dataset]
+    overrides: List[Any] = ["DATASET.TRAIN", preset.train, "DATASET.TEST", preset.test]
+    overrides += list(preset.overrides)
+    if args.net is not None:
+        overrides += ["NET", args.net]
+    if args.large_scale:
+        overrides += list(LARGE_SCALE_OVERRIDES)
+    overrides += list(flag_overrides)
+    overrides += list(args.set_cfgs)
+    return load_config(cfg_file, overrides)
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """A checkpoint given by path, or by the reference's session/epoch/iteration triple."""
+    parser.add_argument("--load_dir", "--save_dir", dest="load_dir", default="models",
+                        help="folder holding <net>/<dataset>/faster_rcnn_S_E_I.pth")
+    parser.add_argument("--checkpoint_path", default=None, help="checkpoint file")
+    parser.add_argument("--checksession", type=int, default=1)
+    parser.add_argument("--checkepoch", type=int, default=1)
+    parser.add_argument("--checkpoint", type=int, default=0, help="iteration of the checkpoint")
+
+
+def resolve_checkpoint(path: Optional[str], load_dir: str, net: str, dataset: str,
+                       session: int, epoch: int, iteration: int) -> str:
+    """The checkpoint file: ``path`` when given, else the reference's naming under load_dir."""
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        return path
+    return find_checkpoint(os.path.join(load_dir, net, dataset), session, epoch, iteration)
+
+
+def setup_logging(verbose: bool = True) -> None:
+    """Log lines with a time stamp to stderr."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")

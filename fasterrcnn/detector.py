@@ -1,0 +1,104 @@
+"""The notebook API: load a trained detector and run it on images.
+
+    from fasterrcnn import Detector
+    det = Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_6_150.pth", device="cpu")
+    result = det.predict("image.jpg")        # or a BGR numpy array, an RGB PIL image, a list
+    result["boxes"], result["scores"], result["labels"], result["class_names"]
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import cv2
+import numpy as np
+import torch
+
+from fasterrcnn.config import Config
+from fasterrcnn.data import prepare_test_image
+from fasterrcnn.engine.inference import load_model_from_checkpoint
+from fasterrcnn.model import FasterRCNN
+
+ImageInput = Union[str, os.PathLike, np.ndarray, Any]
+
+
+class Detector:
+    """A FasterRCNN in eval mode with its config and class names.
+
+    Attributes:
+        model: the torch module (eval mode), for inspection: ``det.model.forward_features``.
+        cfg: the config it was trained with (test options may be overridden).
+        classes: class names, index 0 the background.
+    """
+
+    def __init__(self, model: FasterRCNN, cfg: Config, classes: Sequence[str],
+                 device: str = "cpu"):
+        self.model = model.to(device).eval()
+        self.cfg = cfg
+        self.classes = list(classes)
+        self.device = device
+
+    @classmethod
+    def from_checkpoint(cls, path: str, device: str = "cpu",
+                        overrides: Sequence[Any] = ()) -> "Detector":
+        """Load a checkpoint written by tools/trainval_net.py (weights-only loading)."""
+        model, cfg, classes = load_model_from_checkpoint(path, device, overrides)
+        return cls(model, cfg, classes, device)
+
+    @torch.no_grad()
+    def predict(self, images: Union[ImageInput, List[ImageInput]],
+                score_thresh: Optional[float] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+        """Detect objects in one image or a list of them.
+
+        Args:
+            images: a file path, a BGR uint8 numpy array (H, W, 3) or (H, W), an RGB PIL image,
+                or a list of these.
+            score_thresh: keep detections scoring above it (default: cfg.TEST.SCORE_THRESH).
+
+        Returns:
+            per image a dict: boxes (N, 4) float32 [x1, y1, x2, y2] in original-image pixels,
+            scores (N,) float32, labels (N,) int64 (1..num_classes-1), class_names (N names).
+        """
+        if isinstance(images, list):
+            return [self._predict_one(image, score_thresh) for image in images]
+        return self._predict_one(images, score_thresh)
+
+    def _predict_one(self, image: ImageInput, score_thresh: Optional[float]) -> Dict[str, Any]:
+        bgr = to_bgr_array(image)
+        im_data, im_info = prepare_test_image(bgr, self.cfg)
+        im_data, im_info = im_data.to(self.device), im_info.to(self.device)
+        rois, cls_prob, bbox_pred = self.model(im_data, im_info)
+        detection = self.model.postprocess(rois, cls_prob, bbox_pred, im_info,
+                                           score_thresh=score_thresh)[0]
+        labels = detection["labels"].cpu().numpy().astype(np.int64)
+        return {
+            "boxes": detection["boxes"].cpu().numpy().astype(np.float32),
+            "scores": detection["scores"].cpu().numpy().astype(np.float32),
+            "labels": labels,
+            "class_names": [self.classes[label] for label in labels],
+        }
+
+
+def to_bgr_array(image: ImageInput) -> np.ndarray:
+    """A BGR uint8 (H, W, 3) array from a path, a numpy array or a PIL image."""
+    if isinstance(image, (str, os.PathLike)):
+        array = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
+        if array is None:
+            raise FileNotFoundError(f"cannot read image file: {os.fspath(image)}")
+        return array
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ValueError(f"numpy images must be uint8 (BGR), got {image.dtype}")
+        if image.ndim == 2:
+            return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        if image.ndim == 3 and image.shape[2] == 3:
+            return image
+        if image.ndim == 3 and image.shape[2] == 4:
+            return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        raise ValueError(f"numpy images must be (H, W, 3) BGR or (H, W), got {image.shape}")
+    if hasattr(image, "convert") and hasattr(image, "size"):
+        rgb = np.asarray(image.convert("RGB"))
+        return np.ascontiguousarray(rgb[:, :, ::-1])
+    raise TypeError(f"unsupported image type {type(image).__name__}: "
+                    "give a path, a BGR numpy array or a PIL image")

@@ -1,0 +1,58 @@
+"""Optimizer and learning-rate schedule of the reference solver.
+
+Biases get twice the learning rate and no weight decay (``TRAIN.DOUBLE_BIAS``,
+``TRAIN.BIAS_DECAY``), as in py-faster-rcnn.  The schedule is a linear warm-up followed by
+step decay at the epochs listed in ``TRAIN.LR_DECAY_STEPS``; it is stepped once per iteration.
+"""
+
+from __future__ import annotations
+
+import bisect
+from typing import Callable, List
+
+import torch
+from torch import nn
+
+from fasterrcnn.config import Config
+
+
+def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """SGD with momentum or Adam over the trainable parameters, split into weights and biases."""
+    train = cfg.TRAIN
+    weights: List[nn.Parameter] = []
+    biases: List[nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (biases if name.endswith("bias") else weights).append(param)
+    bias_lr = train.LEARNING_RATE * (2.0 if train.DOUBLE_BIAS else 1.0)
+    bias_decay = train.WEIGHT_DECAY if train.BIAS_DECAY else 0.0
+    groups = [
+        {"params": weights, "lr": train.LEARNING_RATE, "weight_decay": train.WEIGHT_DECAY},
+        {"params": biases, "lr": bias_lr, "weight_decay": bias_decay},
+    ]
+    groups = [group for group in groups if group["params"]]
+    if train.OPTIMIZER == "adam":
+        return torch.optim.Adam(groups)
+    return torch.optim.SGD(groups, momentum=train.MOMENTUM)
+
+
+def lr_factor(cfg: Config, iters_per_epoch: int) -> Callable[[int], float]:
+    """The multiplier of the base learning rates after ``step`` iterations."""
+    train = cfg.TRAIN
+    decay_iters = sorted(epoch * iters_per_epoch for epoch in train.LR_DECAY_STEPS)
+
+    def factor(step: int) -> float:
+        decay = train.LR_DECAY_GAMMA ** bisect.bisect_right(decay_iters, step)
+        if step < train.WARMUP_ITERS:
+            alpha = step / train.WARMUP_ITERS
+            decay *= train.WARMUP_FACTOR * (1.0 - alpha) + alpha
+        return decay
+
+    return factor
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config,
+                    iters_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warm-up then step decay, stepped every iteration; its state goes into checkpoints."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, iters_per_epoch))

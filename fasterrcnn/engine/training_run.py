@@ -1,0 +1,82 @@
+"""Assemble a training run from a config: data, model, device placement, wrappers, trainer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Optional
+
+import torch
+from torch import nn
+
+from fasterrcnn.config import Config, dump_config
+from fasterrcnn.data import build_train_loader, combined_roidb
+from fasterrcnn.engine.distributed import DistInfo
+from fasterrcnn.engine.trainer import Trainer, TrainOptions
+from fasterrcnn.model import build_model
+
+LOGGER = logging.getLogger(__name__)
+
+
+def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: str = "cpu",
+                       dist_info: DistInfo = DistInfo(), multi_gpu: bool = False,
+                       amp: bool = False, use_tfb: bool = False, progress: bool = True,
+                       resume: Optional[str] = None, start_epoch: int = 1) -> Trainer:
+    """A :class:`Trainer` ready to ``train()``.
+
+    Args:
+        cfg: the config; DATASET.TRAIN names the imdb(s) ('+'-joined for a union).
+        output_dir: where checkpoints (and TensorBoard logs) go.
+        session: the reference's session number, part of checkpoint names.
+        device: 'cpu', 'cuda' or 'cuda:N'; under torchrun each rank uses its local GPU.
+        dist_info: rank and world size when launched by torchrun.
+        multi_gpu: wrap in DataParallel over every visible GPU (single process).
+        amp: mixed precision.
+        resume: a checkpoint to continue from.
+        start_epoch: 1-based epoch where a fresh run's schedule starts (ignored when resuming).
+    """
+    if dist_info.enabled and torch.device(device).type == "cuda":
+        device = f"cuda:{dist_info.local_rank}"
+    imdb, roidb, ratio_list, ratio_index = combined_roidb(cfg.DATASET.TRAIN, cfg, training=True)
+    LOGGER.info("%s: %d training images (with flips) of %d classes", cfg.DATASET.TRAIN,
+                len(roidb), imdb.num_classes)
+    model = build_model(cfg, imdb.num_classes)
+    model.generator.manual_seed(cfg.RNG_SEED + dist_info.rank)
+    torch.manual_seed(cfg.RNG_SEED + dist_info.rank)
+    model.to(device)
+    wrapped = _wrap(model, device, dist_info, multi_gpu)
+
+    batch_size = cfg.TRAIN.IMS_PER_BATCH
+
+    def loader_factory(epoch: int, start_batch: int):
+        return build_train_loader(cfg, roidb, ratio_list, ratio_index, batch_size=batch_size, num_workers=cfg.TRAIN.NUM_WORKERS,
+                                  seed=cfg.RNG_SEED, epoch=epoch, start_batch=start_batch,
+                                  rank=dist_info.rank, world_size=dist_info.world_size)
+
+    iters_per_epoch = len(loader_factory(0, 0))
+    options = TrainOptions(save_dir=output_dir, session=session, device=device,
+                           disp_interval=cfg.TRAIN.DISPLAY, use_tfb=use_tfb, amp=amp,
+                           progress=progress)
+    trainer = Trainer(cfg, model, loader_factory, iters_per_epoch, imdb.classes, options,
+                      dist_info=dist_info, wrapped=wrapped)
+    if resume is not None:
+        trainer.resume(resume)
+    elif start_epoch > 1:
+        trainer.start_at_epoch(start_epoch - 1)
+    if dist_info.is_main:
+        os.makedirs(output_dir, exist_ok=True)
+        config_path = os.path.join(output_dir, f"config_{session}.yml")
+        with open(config_path, "w", encoding="utf-8") as handle:
+            handle.write(dump_config(cfg))
+        LOGGER.info("config written to %s", config_path)
+    return trainer
+
+
+def _wrap(model: nn.Module, device: str, dist_info: DistInfo, multi_gpu: bool) -> nn.Module:
+    """DistributedDataParallel under torchrun, DataParallel with --mGPUs, else the model."""
+    if dist_info.enabled:
+        device_ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if multi_gpu and torch.cuda.device_count() > 1:
+        return nn.DataParallel(model)
+    return model

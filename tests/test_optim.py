@@ -1,0 +1,56 @@
+"""The reference solver: double bias learning rate without decay, warm-up and step decay."""
+
+import pytest
+import torch
+from torch import nn
+
+from fasterrcnn.config import load_config
+from fasterrcnn.engine.optim import build_optimizer, build_scheduler, lr_factor
+
+
+def _model():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1, bias=False))
+    model[0].weight.requires_grad_(False)
+    return model
+
+
+def test_biases_get_double_lr_and_no_decay():
+    cfg = load_config(None, ["TRAIN.LEARNING_RATE", "0.01", "TRAIN.WEIGHT_DECAY", "0.0005"])
+    model = _model()
+    optimizer = build_optimizer(model, cfg)
+    weights, biases = optimizer.param_groups
+    assert weights["lr"] == 0.01 and weights["weight_decay"] == 0.0005
+    assert biases["lr"] == 0.02 and biases["weight_decay"] == 0.0
+    assert {id(p) for p in biases["params"]} == {id(model[0].bias), id(model[1].bias)}
+    assert {id(p) for p in weights["params"]} == {id(model[1].weight), id(model[2].weight)}
+    assert optimizer.defaults["momentum"] == 0.9
+
+
+def test_single_bias_lr_with_decay_and_adam():
+    cfg = load_config(None, ["TRAIN.DOUBLE_BIAS", "false", "TRAIN.BIAS_DECAY", "true",
+                             "TRAIN.OPTIMIZER", "adam"])
+    optimizer = build_optimizer(_model(), cfg)
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.param_groups[1]["lr"] == cfg.TRAIN.LEARNING_RATE
+    assert optimizer.param_groups[1]["weight_decay"] == cfg.TRAIN.WEIGHT_DECAY
+
+
+def test_warmup_then_step_decay():
+    cfg = load_config(None, ["TRAIN.LR_DECAY_STEPS", "[2, 3]", "TRAIN.LR_DECAY_GAMMA", "0.1",
+                             "TRAIN.WARMUP_ITERS", "4", "TRAIN.WARMUP_FACTOR", "0.2"])
+    factor = lr_factor(cfg, iters_per_epoch=10)
+    assert factor(0) == pytest.approx(0.2)
+    assert factor(2) == pytest.approx(0.2 * 0.5 + 0.5)
+    assert factor(4) == 1.0 and factor(19) == 1.0
+    assert factor(20) == pytest.approx(0.1) and factor(29) == pytest.approx(0.1)
+    assert factor(30) == pytest.approx(0.01)
+
+
+def test_scheduler_scales_each_group():
+    cfg = load_config(None, ["TRAIN.LR_DECAY_STEPS", "[1]", "TRAIN.LEARNING_RATE", "0.1"])
+    optimizer = build_optimizer(_model(), cfg)
+    scheduler = build_scheduler(optimizer, cfg, iters_per_epoch=2)
+    for _ in range(2):
+        optimizer.step()
+        scheduler.step()
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 0.02])
