@@ -189,13 +189,14 @@ class Trainer:
         started = time.perf_counter()
         im_data, im_info, gt_boxes, num_boxes = (t.to(self.device) for t in batch[:4])
         image_ids = batch[4] if len(batch) > 4 else None
+        buffers = self._snapshot_buffers()
         with self._autocast():
             losses = self.wrapped(im_data, im_info, gt_boxes, num_boxes)
         losses = {name: value.float().mean() for name, value in losses.items()}
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            self._non_finite(losses, image_ids)
+            self._non_finite(losses, image_ids, buffers)
             return
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -204,7 +205,7 @@ class Trainer:
             if self.cfg.TRAIN.CLIP_GRAD_NORM > 0 else torch.tensor(0.0)
         if not torch.isfinite(grad_norm) and not self.scaler.is_enabled():
             self.optimizer.zero_grad(set_to_none=True)
-            self._non_finite({"grad_norm": grad_norm, **losses}, image_ids)
+            self._non_finite({"grad_norm": grad_norm, **losses}, image_ids, buffers)
             return
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -212,7 +213,14 @@ class Trainer:
         self.state.global_step += 1
         self._report(losses, loss, im_data.shape[0], time.perf_counter() - started, progress)
 
-    def _non_finite(self, losses: Dict[str, torch.Tensor], image_ids) -> None:
+    def _snapshot_buffers(self) -> Optional[Dict[str, torch.Tensor]]:
+        """Copies of the BatchNorm statistics, restored when a batch is skipped."""
+        if self.cfg.TRAIN.NONFINITE_POLICY != "skip":
+            return None
+        return {name: buf.detach().clone() for name, buf in self.model.named_buffers()}
+
+    def _non_finite(self, losses: Dict[str, torch.Tensor], image_ids,
+                    buffers: Optional[Dict[str, torch.Tensor]]) -> None:
         values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
         where = (f"epoch {self.state.epoch + 1}, iteration {self.state.batch} "
                  f"(step {self.state.global_step})")
@@ -220,6 +228,9 @@ class Trainer:
         message = f"non-finite loss at {where}: {values}; images: {images}"
         if self.cfg.TRAIN.NONFINITE_POLICY == "stop":
             raise NonFiniteLossError(message + " (set TRAIN.NONFINITE_POLICY skip to skip)")
+        current = dict(self.model.named_buffers())
+        for name, saved in (buffers or {}).items():
+            current[name].copy_(saved)
         self.state.skipped_batches += 1
         LOGGER.warning("%s; batch skipped (%d so far)", message, self.state.skipped_batches)
 

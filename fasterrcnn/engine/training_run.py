@@ -40,6 +40,7 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
     imdb, roidb, ratio_list, ratio_index = combined_roidb(cfg.DATASET.TRAIN, cfg, training=True)
     LOGGER.info("%s: %d training images (with flips) of %d classes", cfg.DATASET.TRAIN,
                 len(roidb), imdb.num_classes)
+    torch.manual_seed(cfg.RNG_SEED)
     model = build_model(cfg, imdb.num_classes)
     model.generator.manual_seed(cfg.RNG_SEED + dist_info.rank)
     torch.manual_seed(cfg.RNG_SEED + dist_info.rank)

@@ -1,0 +1,52 @@
+"""Shared fixtures: a tiny generated shapes dataset and a tiny model config for engine tests."""
+
+import pytest
+import torch
+
+from fasterrcnn.config import load_config
+from fasterrcnn.data import ensure_shapes
+
+TINY_SHAPES = {"num_train": 12, "num_test": 6, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """DATA_DIR holding a 12-train / 6-test shapes set, generated once per test session."""
+    data_dir = tmp_path_factory.mktemp("data")
+    ensure_shapes(str(data_dir), **TINY_SHAPES)
+    return str(data_dir)
+
+
+def tiny_overrides(data_dir: str):
+    """A quarter-width ResNet-18 at 128 px with few RoIs: a training step takes ~0.1 s."""
+    return [
+        "DATA_DIR", data_dir,
+        "DATASET.SHAPES_NUM_TRAIN", TINY_SHAPES["num_train"],
+        "DATASET.SHAPES_NUM_TEST", TINY_SHAPES["num_test"],
+        "BACKBONE.WIDTH_MULT", 0.25, "RPN_CHANNELS", 32,
+        "TRAIN.SCALES", [128], "TRAIN.MAX_SIZE", 200,
+        "TEST.SCALES", [128], "TEST.MAX_SIZE", 200,
+        "TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 64,
+        "TRAIN.RPN_PRE_NMS_TOP_N", 300, "TRAIN.RPN_POST_NMS_TOP_N", 50,
+        "TEST.RPN_PRE_NMS_TOP_N", 300, "TEST.RPN_POST_NMS_TOP_N", 30,
+        "ANCHOR_SCALES", [1, 2, 4], "TRAIN.IMS_PER_BATCH", 2, "TRAIN.WARMUP_ITERS", 0,
+        "TRAIN.DISPLAY", 1000,
+    ]
+
+
+@pytest.fixture
+def tiny_cfg(tiny_data_dir):
+    """cfgs/shapes.yml shrunk by :func:`tiny_overrides`."""
+    from pathlib import Path
+
+    shapes_yml = Path(__file__).resolve().parents[1] / "cfgs" / "shapes.yml"
+    return load_config(str(shapes_yml), tiny_overrides(tiny_data_dir))
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test single-threaded (tiny models are faster so on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
