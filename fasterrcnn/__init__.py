@@ -1,6 +1,14 @@
-"""fasterrcnn: Faster R-CNN in PyTorch, laid out like faster-rcnn.pytorch."""
+"""fasterrcnn: Faster R-CNN in PyTorch, laid out like faster-rcnn.pytorch.
+
+    import fasterrcnn
+    cfg = fasterrcnn.load_config("cfgs/res101.yml", ["TRAIN.SCALES", "[800]"])
+    model = fasterrcnn.build_model(cfg, num_classes=21)
+    det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_6_150.pth")
+"""
 
 from fasterrcnn.config import Config, load_config
+from fasterrcnn.detector import Detector
+from fasterrcnn.model import build_model
 
-__all__ = ["Config", "load_config"]
+__all__ = ["Config", "Detector", "build_model", "load_config"]
 __version__ = "0.1.0"

@@ -93,7 +93,7 @@ def main(argv=None) -> int:
 def evaluate(imdb, imdb_name: str, all_boxes, classes, use_07_metric, output_dir: str) -> dict:
     """VOC AP table for VOC-layout sets, COCO AP for COCO; printed and returned."""
     if getattr(imdb, "coco", None) is not None:
-        stats = coco_evaluate(all_boxes, imdb.coco, imdb.coco_image_ids,
+        stats = coco_evaluate(all_boxes, imdb.coco, imdb.image_ids,
                               imdb.label_to_category_id,
                               output_json=os.path.join(output_dir, "coco_results.json"))
         table = "\n".join(f"| {k} | {v:.4f} |" for k, v in stats.items() if k != "stats")

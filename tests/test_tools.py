@@ -1,0 +1,139 @@
+"""The tools and the Detector API on a checkpoint from a tiny training run."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fasterrcnn import Detector
+from fasterrcnn.checkpoint import CheckpointError
+from fasterrcnn.engine.inference import load_detections
+
+from conftest import tiny_overrides
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+sys.path.insert(0, str(TOOLS))
+
+import demo  # noqa: E402
+import test_net  # noqa: E402
+import trainval_net  # noqa: E402
+
+
+def _set_args(data_dir):
+    values = tiny_overrides(data_dir)
+    return ["--set"] + [str(v).replace("'", "") if not isinstance(v, list) else str(v)
+                        for v in values]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data_dir):
+    """A checkpoint of 6 iterations of the tiny shapes model, made by trainval_net."""
+    torch.set_num_threads(1)
+    save_dir = tmp_path_factory.mktemp("models")
+    argv = ["--dataset", "shapes", "--save_dir", str(save_dir), "--max_iters", "6", "--quiet",
+            "--device", "cpu", "--s", "3", "--bs", "2"] + _set_args(tiny_data_dir)
+    assert trainval_net.main(argv) == 0
+    path = save_dir / "res18" / "shapes" / "faster_rcnn_3_1_6.pth"
+    assert path.is_file()
+    return {"checkpoint": str(path), "save_dir": str(save_dir), "data_dir": tiny_data_dir}
+
+
+def test_trainval_net_resume_flag(trained, tmp_path):
+    argv = ["--dataset", "shapes", "--save_dir", trained["save_dir"], "--r", "--checksession", "3",
+            "--checkepoch", "1", "--checkpoint", "6", "--max_iters", "7", "--quiet", "--s", "3",
+            "--bs", "2"] + _set_args(trained["data_dir"])
+    assert trainval_net.main(argv) == 0
+    assert os.path.isfile(os.path.join(trained["save_dir"], "res18", "shapes",
+                                       "faster_rcnn_3_1_7.pth"))
+
+
+def test_test_net_scores_and_saves(trained, tmp_path):
+    out = tmp_path / "out"
+    assert test_net.main(["--checkpoint_path", trained["checkpoint"], "--output_dir", str(out),
+                          "--vis", "--quiet", "--vis_thresh", "0.0"]) == 0
+    results = json.loads((out / "shapes_test" / "results.json").read_text())
+    assert 0.0 <= results["map"] <= 1.0 and results["use_07_metric"] is True
+    assert set(results["ap"]) == {"circle", "square", "triangle", "star", "cross"}
+    all_boxes = load_detections(str(out / "shapes_test" / "detections.npz"))
+    assert len(all_boxes) == 6 and len(all_boxes[1]) == 6
+    assert all(len(b) == 0 for b in all_boxes[0])
+    assert len(list((out / "shapes_test" / "vis").glob("*.jpg"))) == 6
+
+
+def test_test_net_triple_and_missing_checkpoint(trained, tmp_path):
+    argv = ["--load_dir", trained["save_dir"], "--dataset", "shapes", "--net", "res18",
+            "--checksession", "3", "--checkepoch", "1", "--output_dir", str(tmp_path), "--quiet"]
+    assert test_net.main(argv + ["--checkpoint", "6"]) == 0
+    with pytest.raises(FileNotFoundError, match="faster_rcnn_3_1_99.pth"):
+        test_net.main(argv + ["--checkpoint", "99"])
+
+
+def test_demo_writes_images_and_json(trained, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    jpegs = sorted(Path(trained["data_dir"], "shapes", "JPEGImages").glob("test_*.jpg"))[:2]
+    for jpeg in jpegs:
+        (images / jpeg.name).write_bytes(jpeg.read_bytes())
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    assert demo.main(["--image_dir", str(images), "--output_dir", str(out),
+                      "--checkpoint_path", trained["checkpoint"], "--thresh", "0.0"]) == 0
+    for jpeg in jpegs:
+        drawn = cv2.imread(str(out / f"{jpeg.stem}_det.jpg"))
+        assert drawn is not None and drawn.shape == cv2.imread(str(jpeg)).shape
+        record = json.loads((out / f"{jpeg.stem}.json").read_text())
+        assert record["image"].endswith(jpeg.name)
+        for det in record["detections"]:
+            assert det["class_name"] in ("circle", "square", "triangle", "star", "cross")
+            assert len(det["box"]) == 4 and det["score"] > 0.0
+    assert len(list(out.iterdir())) == 4
+
+
+def test_detector_accepts_each_input_type(trained):
+    det = Detector.from_checkpoint(trained["checkpoint"], device="cpu")
+    assert det.classes[0] == "__background__" and not det.model.training
+    path = sorted(Path(trained["data_dir"], "shapes", "JPEGImages").glob("test_*.jpg"))[0]
+    bgr = cv2.imread(str(path))
+    from_path = det.predict(str(path), score_thresh=0.0)
+    from_array = det.predict(bgr, score_thresh=0.0)
+    from_pil = det.predict(Image.fromarray(bgr[:, :, ::-1].copy()), score_thresh=0.0)
+    batch = det.predict([path, bgr], score_thresh=0.0)
+    for result in (from_array, from_pil, batch[0], batch[1]):
+        np.testing.assert_array_equal(result["boxes"], from_path["boxes"])
+        np.testing.assert_array_equal(result["labels"], from_path["labels"])
+    boxes = from_path["boxes"]
+    h, w = bgr.shape[:2]
+    assert boxes.dtype == np.float32 and boxes.shape[1] == 4
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w - 1 + 1e-3).all()
+    assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= h - 1 + 1e-3).all()
+    assert from_path["class_names"] == [det.classes[i] for i in from_path["labels"]]
+    gray = det.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), score_thresh=0.0)
+    assert gray["boxes"].shape[1] == 4
+
+
+def test_detector_rejects_bad_inputs(trained, tmp_path):
+    det = Detector.from_checkpoint(trained["checkpoint"])
+    with pytest.raises(FileNotFoundError, match="nope.jpg"):
+        det.predict(str(tmp_path / "nope.jpg"))
+    with pytest.raises(ValueError, match="uint8"):
+        det.predict(np.zeros((10, 10, 3), dtype=np.float32))
+    with pytest.raises(TypeError, match="unsupported image type"):
+        det.predict(42)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_checkpoint_with_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"model": {}, "config": {}, "classes": [], "extra": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        Detector.from_checkpoint(str(path))
