@@ -1,0 +1,61 @@
+"""Argument validation shared by the ops; raises before any kernel runs."""
+from typing import Sequence, Tuple, Union
+
+import torch
+
+OutputSize = Union[int, Sequence[int]]
+
+
+def pair(output_size: OutputSize, name: str = "output_size") -> Tuple[int, int]:
+    """Normalise an int or (h, w) pair; both sizes must be positive ints."""
+    if isinstance(output_size, int):
+        size = (output_size, output_size)
+    else:
+        size = tuple(output_size)
+    if len(size) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in size):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {output_size!r}")
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"{name} must be positive, got {output_size!r}")
+    return size[0], size[1]
+
+
+def check_roi_args(input: torch.Tensor, rois: torch.Tensor, op: str) -> None:
+    """input (B,C,H,W) floating, rois (K,5) of the same dtype and device, batch index < B."""
+    if not isinstance(input, torch.Tensor) or not isinstance(rois, torch.Tensor):
+        raise TypeError(f"{op}: input and rois must be tensors")
+    if input.dim() != 4:
+        raise ValueError(f"{op}: input must be 4-D (B,C,H,W), got shape {tuple(input.shape)}")
+    if not input.is_floating_point():
+        raise TypeError(f"{op}: input must be a floating tensor, got {input.dtype}")
+    if rois.dim() != 2 or rois.size(1) != 5:
+        raise ValueError(
+            f"{op}: rois must have shape (K,5) = [batch_index, x1, y1, x2, y2], "
+            f"got {tuple(rois.shape)}"
+        )
+    if rois.dtype != input.dtype:
+        raise TypeError(f"{op}: rois dtype {rois.dtype} does not match input dtype {input.dtype}")
+    if rois.device != input.device:
+        raise ValueError(f"{op}: rois on {rois.device} but input on {input.device}")
+    if rois.size(0) and bool(((rois[:, 0] < 0) | (rois[:, 0] >= input.size(0))).any()):
+        raise ValueError(
+            f"{op}: rois batch indices must lie in [0, {input.size(0)}) for an input batch of "
+            f"{input.size(0)}"
+        )
+
+
+def check_nms_args(boxes: torch.Tensor, scores: torch.Tensor, op: str = "nms") -> None:
+    """boxes (N,4) floating, scores (N,) of the same dtype and device."""
+    if boxes.dim() != 2 or boxes.size(1) != 4:
+        raise ValueError(f"{op}: boxes must have shape (N,4), got {tuple(boxes.shape)}")
+    if scores.dim() != 1 or scores.size(0) != boxes.size(0):
+        raise ValueError(
+            f"{op}: scores must have shape (N,) with N = {boxes.size(0)}, got {tuple(scores.shape)}"
+        )
+    if not boxes.is_floating_point():
+        raise TypeError(f"{op}: boxes must be a floating tensor, got {boxes.dtype}")
+    if scores.dtype != boxes.dtype:
+        raise TypeError(
+            f"{op}: scores dtype {scores.dtype} does not match boxes dtype {boxes.dtype}"
+        )
+    if scores.device != boxes.device:
+        raise ValueError(f"{op}: scores on {scores.device} but boxes on {boxes.device}")

@@ -1,0 +1,77 @@
+"""RoIAlign with torchvision's signature and numerics (``aligned``, adaptive sampling).
+
+rois (K,5) = [batch_index, x1, y1, x2, y2] in input-image pixels; spatial_scale maps them to
+the feature map.  No +1 in RoI sizes; ``aligned=True`` shifts by half a pixel.  Each of the
+out_h x out_w bins averages sampling_ratio^2 bilinear samples (ceil(roi_size/out_size) per axis
+when sampling_ratio <= 0).  Gradients flow to ``input`` only.
+"""
+from typing import Tuple
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from . import fallback
+from ._checks import OutputSize, check_roi_args, pair
+from ._ext import extension, use_kernels
+
+
+class _RoIAlignFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, rois, output_size, spatial_scale, sampling_ratio, aligned):
+        ctx.save_for_backward(rois)
+        ctx.params = (output_size, spatial_scale, sampling_ratio, aligned, input.shape)
+        return extension().roi_align_forward(
+            input, rois, spatial_scale, output_size[0], output_size[1], sampling_ratio, aligned
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_output):
+        (rois,) = ctx.saved_tensors
+        output_size, spatial_scale, sampling_ratio, aligned, shape = ctx.params
+        grad_input = extension().roi_align_backward(
+            grad_output.contiguous(), rois, spatial_scale, output_size[0], output_size[1],
+            shape[0], shape[1], shape[2], shape[3], sampling_ratio, aligned,
+        )
+        return grad_input, None, None, None, None, None
+
+
+def roi_align(
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    output_size: OutputSize,
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> torch.Tensor:
+    """input (B,C,H,W), rois (K,5) -> (K,C,out_h,out_w)."""
+    check_roi_args(input, rois, "roi_align")
+    size: Tuple[int, int] = pair(output_size)
+    if use_kernels(input):
+        return _RoIAlignFunction.apply(
+            input.contiguous(), rois.detach().contiguous(), size, float(spatial_scale),
+            int(sampling_ratio), bool(aligned),
+        )
+    return fallback.roi_align(input, rois, size, float(spatial_scale), int(sampling_ratio),
+                              bool(aligned))
+
+
+class RoIAlign(nn.Module):
+    """Module form of :func:`roi_align`: forward(input (B,C,H,W), rois (K,5)) -> (K,C,h,w)."""
+
+    def __init__(self, output_size: OutputSize, spatial_scale: float,
+                 sampling_ratio: int = -1, aligned: bool = False) -> None:
+        super().__init__()
+        self.output_size = pair(output_size)
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+
+    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        return roi_align(input, rois, self.output_size, self.spatial_scale,
+                         self.sampling_ratio, self.aligned)
+
+    def extra_repr(self) -> str:
+        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
