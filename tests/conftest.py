@@ -1,9 +1,13 @@
 """Shared fixtures: a tiny generated shapes dataset and a tiny model config for engine tests."""
 
+import os
+
 import pytest
 import torch
 
+from fasterrcnn import ops
 from fasterrcnn.config import load_config
+from fasterrcnn.ops._ext import extension
 from fasterrcnn.data import ensure_shapes
 
 TINY_SHAPES = {"num_train": 12, "num_test": 6, "seed": 0}
@@ -50,3 +54,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=["cpp", "torch"])
+def backend(request, monkeypatch):
+    """Run a test with the compiled CPU kernels ('cpp') or the pure-torch fallback ('torch')."""
+    if request.param == "torch":
+        monkeypatch.setenv("FASTERRCNN_OPS", "torch")
+    else:
+        monkeypatch.delenv("FASTERRCNN_OPS", raising=False)
+        if extension() is None and os.environ.get("FASTERRCNN_ALLOW_NO_EXT") != "1":
+            pytest.fail("fasterrcnn._C is not built (set FASTERRCNN_ALLOW_NO_EXT=1 to allow)")
+    expected = "cpp" if request.param == "cpp" and extension() is not None else "torch"
+    assert ops.backend() == expected
+    return request.param

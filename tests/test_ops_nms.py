@@ -1,5 +1,4 @@
 """fasterrcnn.ops.nms / batched_nms vs torchvision.ops: identical kept indices."""
-import os
 
 import pytest
 import torch
@@ -7,21 +6,6 @@ import torchvision
 
 from fasterrcnn import ops
 from fasterrcnn.ops import fallback
-from fasterrcnn.ops._ext import extension
-
-
-@pytest.fixture(params=["cpp", "torch"])
-def backend(request, monkeypatch):
-    """Run a test with the compiled CPU kernels ('cpp') or the pure-torch fallback ('torch')."""
-    if request.param == "torch":
-        monkeypatch.setenv("FASTERRCNN_OPS", "torch")
-    else:
-        monkeypatch.delenv("FASTERRCNN_OPS", raising=False)
-        if extension() is None and os.environ.get("FASTERRCNN_ALLOW_NO_EXT") != "1":
-            pytest.fail("fasterrcnn._C is not built (set FASTERRCNN_ALLOW_NO_EXT=1 to allow)")
-    expected = "cpp" if request.param == "cpp" and extension() is not None else "torch"
-    assert ops.backend() == expected
-    return request.param
 
 
 def random_boxes(n, generator, dtype=torch.float32, size=200.0):
