@@ -50,6 +50,19 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
+def all_ranks_true(flag: bool, info: DistInfo, device: torch.device = torch.device("cpu")) -> bool:
+    """True when ``flag`` is true on every rank (a MIN all-reduce; ``flag`` itself in a single
+    process).  Every rank must call it: use it for decisions all ranks have to take alike, such
+    as skipping a batch whose loss is not finite on some rank (DDP would otherwise wait forever
+    in the backward of the ranks that did not skip).  ``device``: where the one-element tensor
+    lives (the rank's GPU with nccl)."""
+    if not info.enabled:
+        return bool(flag)
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
 def barrier(info: DistInfo) -> None:
     """Wait for every rank (no-op in a single process)."""
     if info.enabled:

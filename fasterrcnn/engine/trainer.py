@@ -20,7 +20,7 @@ from torch import nn
 
 from fasterrcnn.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from fasterrcnn.config import Config, config_to_dict
-from fasterrcnn.engine.distributed import DistInfo
+from fasterrcnn.engine.distributed import DistInfo, all_ranks_true
 from fasterrcnn.engine.optim import build_optimizer, build_scheduler
 
 LOGGER = logging.getLogger(__name__)
@@ -111,20 +111,53 @@ class Trainer:
         rng = ckpt["rng"]
         self.model.generator.set_state(rng["sampling"])
         torch.set_rng_state(rng["torch"])
+        saved_images = ckpt["images_per_step"]
+        if saved_images != self.images_per_step:
+            epoch_done = ckpt["iteration"] >= ckpt["iters_per_epoch"]
+            self._rescale_position(saved_images, path)
+            if epoch_done:
+                self.state.batch = self.iters_per_epoch
+        elif self.dist_info.enabled:
+            self.model.generator.manual_seed(
+                self.cfg.RNG_SEED + 1000003 * self.state.global_step + self.dist_info.rank)
         if self.state.batch >= self.iters_per_epoch:
             self.state.epoch += 1
             self.state.batch = 0
         LOGGER.info("resumed from %s at epoch %d, batch %d (step %d)", path,
                     self.state.epoch + 1, self.state.batch, self.state.global_step)
 
-    def start_at_epoch(self, epoch: int) -> None:
-        """Start a fresh run at ``epoch`` (0-based): the schedule and data order jump there."""
-        self.state = TrainState(epoch=epoch, global_step=epoch * self.iters_per_epoch)
-        step = self.state.global_step
+    @property
+    def images_per_step(self) -> int:
+        """Images one optimizer step consumes across all ranks."""
+        return self.cfg.TRAIN.IMS_PER_BATCH * self.dist_info.world_size
+
+    def _rescale_position(self, saved_images: int, path: str) -> None:
+        """Map a checkpoint's position to this run's batch size and world size by images seen.
+
+        The data order after the position then differs from the saved run's (the sampler
+        shards batches by world size), so this resume is close, not exact.
+        """
+        ratio = saved_images / self.images_per_step
+        self.state.batch = min(round(self.state.batch * ratio), self.iters_per_epoch)
+        self.state.global_step = round(self.state.global_step * ratio)
+        self._set_schedule_position(self.state.global_step)
+        self.model.generator.manual_seed(
+            self.cfg.RNG_SEED + 1000003 * self.state.global_step + self.dist_info.rank)
+        LOGGER.warning("%s was written with %d images per step, this run takes %d: resuming "
+                       "at the same number of images seen (batch %d, step %d); the data order "
+                       "from here differs from the original run's", path, saved_images,
+                       self.images_per_step, self.state.batch, self.state.global_step)
+
+    def _set_schedule_position(self, step: int) -> None:
         self.scheduler.last_epoch = step
         for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                           self.scheduler.lr_lambdas):
             group["lr"] = base_lr * factor(step)
+
+    def start_at_epoch(self, epoch: int) -> None:
+        """Start a fresh run at ``epoch`` (0-based): the schedule and data order jump there."""
+        self.state = TrainState(epoch=epoch, global_step=epoch * self.iters_per_epoch)
+        self._set_schedule_position(self.state.global_step)
 
     def train(self) -> Optional[str]:
         """Run to the end of the schedule; returns the path of the last checkpoint written."""
@@ -156,6 +189,8 @@ class Trainer:
             "epoch": epoch - 1,
             "iteration": batch,
             "global_step": self.state.global_step,
+            "images_per_step": self.images_per_step,
+            "iters_per_epoch": self.iters_per_epoch,
             "skipped_batches": self.state.skipped_batches,
             "config": config_to_dict(self.cfg),
             "classes": self.classes,
@@ -195,7 +230,7 @@ class Trainer:
         losses = {name: value.float().mean() for name, value in losses.items()}
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
-        if not torch.isfinite(loss):
+        if not all_ranks_true(bool(torch.isfinite(loss)), self.dist_info, self.device):
             self._non_finite(losses, image_ids, buffers)
             return
         self.scaler.scale(loss).backward()
@@ -207,8 +242,12 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self._non_finite({"grad_norm": grad_norm, **losses}, image_ids, buffers)
             return
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
+            LOGGER.info("float16 gradients overflowed: step skipped, loss scale lowered")
+            return
         self.scheduler.step()
         self.state.global_step += 1
         self._report(losses, loss, im_data.shape[0], time.perf_counter() - started, progress)

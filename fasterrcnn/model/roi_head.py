@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from fasterrcnn.config import Config
 from fasterrcnn.model.losses import smooth_l1_loss
+from fasterrcnn.model.precision import at_least_float32, autocast_disabled
 from fasterrcnn.ops import RoIAlign, RoICrop, RoIPool
 
 RCNN_SIGMA = 1.0
@@ -56,13 +57,19 @@ class RoIHead(nn.Module):
         nn.init.zeros_(self.bbox_pred.bias)
 
     def pool(self, base_feat: Tensor, rois: Tensor) -> Tensor:
-        """``(K, C, POOLING_SIZE, POOLING_SIZE)`` features of ``rois`` ``(K, 5)``."""
-        return self.pooler(base_feat, rois.detach())
+        """``(K, C, POOLING_SIZE, POOLING_SIZE)`` features of ``rois`` ``(K, 5)``.
+
+        Under autocast the pooling runs with autocast off on float32 (at least) features.
+        """
+        feats = at_least_float32(base_feat)
+        with autocast_disabled(feats.device.type):
+            return self.pooler(feats, rois.detach().to(feats.dtype))
 
     def predict(self, pooled: Tensor) -> Tuple[Tensor, Tensor]:
-        """Class logits ``(K, num_classes)`` and deltas ``(K, 4 * num_classes or 4)``."""
+        """Class logits ``(K, num_classes)`` and deltas ``(K, 4 * num_classes or 4)``, in float32
+        at least (the layers may run in lower precision under autocast)."""
         feats = self.top(pooled)
-        return self.cls_score(feats), self.bbox_pred(feats)
+        return at_least_float32(self.cls_score(feats)), at_least_float32(self.bbox_pred(feats))
 
     def forward(self, base_feat: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
         """Class logits and deltas of ``rois`` ``(K, 5)`` over ``base_feat`` ``(B, C, H, W)``."""

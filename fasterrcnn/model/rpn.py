@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from fasterrcnn.config import Config
 from fasterrcnn.model.losses import smooth_l1_loss
+from fasterrcnn.model.precision import at_least_float32
 from fasterrcnn.rpn import AnchorTargetLayer, ProposalLayer, generate_anchors, shift_anchors
 
 RPN_SIGMA = 3.0
@@ -65,7 +66,8 @@ class RPN(nn.Module):
         return shift_anchors(self.base_anchors, height, width, self.feat_stride)
 
     def predict(self, base_feat: Tensor) -> Tuple[Tensor, Tensor]:
-        """Per-anchor logits ``(B, N, 2)`` ``[bg, fg]`` and deltas ``(B, N, 4)``."""
+        """Per-anchor logits ``(B, N, 2)`` ``[bg, fg]`` and deltas ``(B, N, 4)``, in float32 at
+        least (under autocast the convolutions run in lower precision, the box maths not)."""
         batch, _, height, width = base_feat.shape
         hidden = F.relu(self.conv(base_feat), inplace=True)
         a = self.num_anchors
@@ -73,7 +75,7 @@ class RPN(nn.Module):
         logits = logits.permute(0, 3, 4, 2, 1).reshape(batch, -1, 2)
         deltas = self.bbox_pred(hidden).view(batch, a, 4, height, width)
         deltas = deltas.permute(0, 3, 4, 1, 2).reshape(batch, -1, 4)
-        return logits, deltas
+        return at_least_float32(logits), at_least_float32(deltas)
 
     def forward(
         self,
