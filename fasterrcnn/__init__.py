@@ -3,7 +3,7 @@
     import fasterrcnn
     cfg = fasterrcnn.load_config("cfgs/res101.yml", ["TRAIN.SCALES", "[800]"])
     model = fasterrcnn.build_model(cfg, num_classes=21)
-    det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_6_150.pth")
+    det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_4_600.pth")
 """
 
 from fasterrcnn.config import Config, load_config

@@ -1,7 +1,7 @@
 """The notebook API: load a trained detector and run it on images.
 
     from fasterrcnn import Detector
-    det = Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_6_150.pth", device="cpu")
+    det = Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_4_600.pth", device="cpu")
     result = det.predict("image.jpg")        # or a BGR numpy array, an RGB PIL image, a list
     result["boxes"], result["scores"], result["labels"], result["class_names"]
 """

@@ -4,7 +4,7 @@ For each image IMG.ext in --image_dir it writes IMG_det.jpg (boxes, class names,
 IMG.json (the detections) to --output_dir.  Class names come from the checkpoint.
 
     python tools/demo.py --image_dir data/shapes/JPEGImages --checkpoint_path \
-        models/res18/shapes/faster_rcnn_1_6_150.pth --output_dir output/demo
+        models/res18/shapes/faster_rcnn_1_4_600.pth --output_dir output/demo
 """
 
 from __future__ import annotations

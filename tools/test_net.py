@@ -4,9 +4,9 @@ VOC-layout datasets (pascal_voc, custom, shapes) are scored with the VOC devkit'
 for VOC2007 (and by default for the others), the area under the precision envelope with
 --no_07_metric.  COCO is scored with pycocotools' COCOeval.
 
-    python tools/test_net.py --dataset shapes --net res18 --checksession 1 --checkepoch 6 \
-        --checkpoint 150
-    python tools/test_net.py --checkpoint_path models/res18/shapes/faster_rcnn_1_6_150.pth --vis
+    python tools/test_net.py --dataset shapes --net res18 --checksession 1 --checkepoch 4 \
+        --checkpoint 600
+    python tools/test_net.py --checkpoint_path models/res18/shapes/faster_rcnn_1_4_600.pth --vis
 """
 
 from __future__ import annotations
