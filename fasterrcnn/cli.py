@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch
+
 from fasterrcnn.checkpoint import find_checkpoint
 from fasterrcnn.config import Config, load_config
 
@@ -99,6 +101,21 @@ def resolve_checkpoint(path: Optional[str], load_dir: str, net: str, dataset: st
             raise FileNotFoundError(f"checkpoint not found: {path}")
         return path
     return find_checkpoint(os.path.join(load_dir, net, dataset), session, epoch, iteration)
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """--device and the reference's --cuda shortcut."""
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    parser.add_argument("--cuda", action="store_true", help="shortcut for --device cuda")
+
+
+def device_from_args(args: argparse.Namespace) -> str:
+    """The device to run on: --cuda, else --device, else CUDA when available, else the CPU."""
+    if args.cuda:
+        return "cuda"
+    if args.device:
+        return args.device
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def setup_logging(verbose: bool = True) -> None:

@@ -17,9 +17,14 @@ import sys
 
 import cv2
 
-from fasterrcnn.cli import add_checkpoint_arguments, resolve_checkpoint, setup_logging
+from fasterrcnn.cli import (
+    add_checkpoint_arguments,
+    add_device_arguments,
+    device_from_args,
+    resolve_checkpoint,
+    setup_logging,
+)
 from fasterrcnn.detector import Detector
-from fasterrcnn.engine.inference import resolve_device
 from fasterrcnn.vis import draw_detections
 
 LOGGER = logging.getLogger("demo")
@@ -36,8 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_checkpoint_arguments(parser)
     parser.add_argument("--thresh", type=float, default=0.5, help="score threshold")
     parser.add_argument("--max_images", type=int, default=0, help="stop after N images (0: all)")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--cuda", action="store_true", help="shortcut for --device cuda")
+    add_device_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -52,7 +56,7 @@ def list_images(image_dir: str) -> list:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    device = "cuda" if args.cuda else resolve_device(args.device)
+    device = device_from_args(args)
     path = resolve_checkpoint(args.checkpoint_path, args.load_dir, args.net, args.dataset,
                               args.checksession, args.checkepoch, args.checkpoint)
     detector = Detector.from_checkpoint(path, device=device)

@@ -19,12 +19,18 @@ import sys
 
 import cv2
 
-from fasterrcnn.cli import DATASET_PRESETS, add_checkpoint_arguments, resolve_checkpoint, setup_logging
+from fasterrcnn.cli import (
+    DATASET_PRESETS,
+    add_checkpoint_arguments,
+    add_device_arguments,
+    device_from_args,
+    resolve_checkpoint,
+    setup_logging,
+)
 from fasterrcnn.data import TestImageDataset, get_imdb
 from fasterrcnn.engine.inference import (
     detect_dataset,
     load_model_from_checkpoint,
-    resolve_device,
     save_detections,
 )
 from fasterrcnn.eval import coco_evaluate, format_ap_table, voc_evaluate
@@ -41,8 +47,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--net", default="res18", help="backbone folder for the checkpoint triple")
     add_checkpoint_arguments(parser)
     parser.add_argument("--output_dir", default="output", help="detections and results go here")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--cuda", action="store_true", help="shortcut for --device cuda")
+    add_device_arguments(parser)
     parser.add_argument("--nw", type=int, default=0, help="image loading workers")
     parser.add_argument("--use_07_metric", dest="use_07_metric", action="store_true", default=None,
                         help="11-point VOC2007 AP (default for VOC2007 and generated sets)")
@@ -59,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    device = "cuda" if args.cuda else resolve_device(args.device)
+    device = device_from_args(args)
     dataset_folder = args.dataset or "shapes"
     path = resolve_checkpoint(args.checkpoint_path, args.load_dir, args.net, dataset_folder,
                               args.checksession, args.checkepoch, args.checkpoint)
@@ -98,7 +103,7 @@ def evaluate(imdb, imdb_name: str, all_boxes, classes, use_07_metric, output_dir
                               output_json=os.path.join(output_dir, "coco_results.json"))
         table = "\n".join(f"| {k} | {v:.4f} |" for k, v in stats.items() if k != "stats")
         print("| metric | value |\n|---|---|\n" + table)
-        return {"coco": {k: v for k, v in stats.items()}}
+        return {"coco": dict(stats)}
     if use_07_metric is None:
         use_07_metric = "2012" not in imdb_name
     result = voc_evaluate(all_boxes, imdb.annotations(), classes, use_07_metric=use_07_metric)

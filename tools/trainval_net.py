@@ -17,7 +17,14 @@ import sys
 
 import torch
 
-from fasterrcnn.cli import add_config_arguments, build_config, resolve_checkpoint, setup_logging
+from fasterrcnn.cli import (
+    add_config_arguments,
+    add_device_arguments,
+    build_config,
+    device_from_args,
+    resolve_checkpoint,
+    setup_logging,
+)
 from fasterrcnn.engine.distributed import init_distributed, shutdown
 from fasterrcnn.engine.training_run import build_training_run
 
@@ -46,8 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume_path", default=None, help="checkpoint file to resume (implies --r)")
     parser.add_argument("--cag", dest="class_agnostic", action="store_true",
                         help="class-agnostic box regression")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
-    parser.add_argument("--cuda", action="store_true", help="shortcut for --device cuda")
+    add_device_arguments(parser)
     parser.add_argument("--mGPUs", action="store_true",
                         help="all visible GPUs in one process (DataParallel); prefer torchrun")
     parser.add_argument("--amp", action="store_true",
@@ -77,7 +83,7 @@ def flag_overrides(args: argparse.Namespace) -> list:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    device = "cuda" if args.cuda else (args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = device_from_args(args)
     dist_info = init_distributed(torch.device(device).type)
     setup_logging(verbose=dist_info.is_main)
     cfg = build_config(args, flag_overrides(args))

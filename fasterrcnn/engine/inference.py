@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -106,9 +106,3 @@ def load_detections(path: str) -> AllBoxes:
             all_boxes[c][i] = of_class[of_class[:, 0] == i, 2:].copy()
     return all_boxes
 
-
-def resolve_device(requested: Optional[str]) -> str:
-    """The device to run on: the requested one, else CUDA when available, else the CPU."""
-    if requested:
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -118,8 +118,7 @@ class Trainer:
             if epoch_done:
                 self.state.batch = self.iters_per_epoch
         elif self.dist_info.enabled:
-            self.model.generator.manual_seed(
-                self.cfg.RNG_SEED + 1000003 * self.state.global_step + self.dist_info.rank)
+            self._reseed_sampling()
         if self.state.batch >= self.iters_per_epoch:
             self.state.epoch += 1
             self.state.batch = 0
@@ -141,12 +140,16 @@ class Trainer:
         self.state.batch = min(round(self.state.batch * ratio), self.iters_per_epoch)
         self.state.global_step = round(self.state.global_step * ratio)
         self._set_schedule_position(self.state.global_step)
-        self.model.generator.manual_seed(
-            self.cfg.RNG_SEED + 1000003 * self.state.global_step + self.dist_info.rank)
+        self._reseed_sampling()
         LOGGER.warning("%s was written with %d images per step, this run takes %d: resuming "
                        "at the same number of images seen (batch %d, step %d); the data order "
                        "from here differs from the original run's", path, saved_images,
                        self.images_per_step, self.state.batch, self.state.global_step)
+
+    def _reseed_sampling(self) -> None:
+        """A sampling stream of this rank at this step (the checkpoint holds rank 0's only)."""
+        self.model.generator.manual_seed(
+            self.cfg.RNG_SEED + 1000003 * self.state.global_step + self.dist_info.rank)
 
     def _set_schedule_position(self, step: int) -> None:
         self.scheduler.last_epoch = step
