@@ -70,3 +70,18 @@ def backend(request, monkeypatch):
     expected = "cpp" if request.param == "cpp" and extension() is not None else "torch"
     assert ops.backend() == expected
     return request.param
+
+
+def _devices() -> list:
+    """The CPU always; CUDA as a second parameter, skipped with the reason where there is none."""
+    cuda = pytest.param("cuda", marks=[
+        pytest.mark.cuda,
+        pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available"),
+    ])
+    return ["cpu", cuda]
+
+
+@pytest.fixture(params=_devices())
+def device(request) -> torch.device:
+    """Run a test on every available device: 'cpu', and 'cuda' where a GPU is present."""
+    return torch.device(request.param)

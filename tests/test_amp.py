@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from typing import Dict, List
 
 import pytest
@@ -20,7 +19,6 @@ from fasterrcnn.config import load_config
 from fasterrcnn.engine.trainer import Trainer, TrainOptions
 from fasterrcnn.model import build_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_CLASSES = 3
 TINY = [
     "NET", "res18",
@@ -182,8 +180,7 @@ def test_trainer_amp_trains_with_finite_float32_losses(tmp_path):
 
 
 def test_trainval_net_amp_flag_runs_on_cpu(tmp_path):
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import trainval_net
+    from fasterrcnn.commands import train as trainval_net
 
     argv = ["--dataset", "shapes", "--quiet", "--device", "cpu", "--amp", "--bs", "2",
             "--max_iters", "2", "--save_dir", str(tmp_path / "models"),

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from typing import Dict, List
 
 import pytest
@@ -40,7 +39,6 @@ from fasterrcnn.config import Config, load_config
 from fasterrcnn.engine.distributed import DistInfo, all_ranks_true, init_distributed, shutdown
 from fasterrcnn.model import build_model
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROPOSALS = 12
 GT_PER_IMAGE = 2
 HEIGHT, WIDTH = 64, 96
@@ -206,8 +204,7 @@ def _train_args(tmp_path, *extra: str) -> List[str]:
 def _trainval_worker(rank: int, world_size: int, port: int, argv: List[str]) -> None:
     os.environ.update(torchrun_env(rank, world_size, port))
     torch.set_num_threads(1)
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import trainval_net
+    from fasterrcnn.commands import train as trainval_net
 
     assert trainval_net.main(argv) == 0
 
@@ -229,8 +226,7 @@ def test_two_rank_training_checkpoint_resumes_in_one_process(tmp_path):
     first = torch.load(saved[0], map_location="cpu", weights_only=True)
     assert first["global_step"] == 2
 
-    sys.path.insert(0, os.path.join(REPO, "tools"))
-    import trainval_net
+    from fasterrcnn.commands import train as trainval_net
 
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         assert key not in os.environ

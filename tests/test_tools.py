@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,12 +16,9 @@ from fasterrcnn.engine.inference import load_detections
 
 from conftest import tiny_overrides
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-sys.path.insert(0, str(TOOLS))
-
-import demo  # noqa: E402
-import test_net  # noqa: E402
-import trainval_net  # noqa: E402
+from fasterrcnn.commands import demo
+from fasterrcnn.commands import test as test_net
+from fasterrcnn.commands import train as trainval_net
 
 
 def _set_args(data_dir):
