@@ -41,14 +41,15 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str, device: str = "cpu",
-                        overrides: Sequence[Any] = ()) -> "Detector":
+                        overrides: Sequence[Any] = ()) -> Detector:
         """Load a checkpoint written by tools/trainval_net.py (weights-only loading)."""
         model, cfg, classes = load_model_from_checkpoint(path, device, overrides)
         return cls(model, cfg, classes, device)
 
     @torch.no_grad()
     def predict(self, images: Union[ImageInput, List[ImageInput]],
-                score_thresh: Optional[float] = None) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+                score_thresh: Optional[float] = None) -> Union[Dict[str, Any], List[Dict[str,
+                                                                                         Any]]]:
         """Detect objects in one image or a list of them.
 
         Args:

@@ -7,8 +7,8 @@ import torch
 
 from fasterrcnn import ops
 from fasterrcnn.config import load_config
-from fasterrcnn.ops._ext import extension
 from fasterrcnn.data import ensure_shapes
+from fasterrcnn.ops._ext import extension
 
 TINY_SHAPES = {"num_train": 12, "num_test": 6, "seed": 0}
 

@@ -6,8 +6,13 @@ import os
 import pytest
 import torch
 
-from fasterrcnn.checkpoint import (CheckpointError, checkpoint_name, find_checkpoint,
-                                   load_checkpoint, save_checkpoint)
+from fasterrcnn.checkpoint import (
+    CheckpointError,
+    checkpoint_name,
+    find_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def _state(value=1.0):

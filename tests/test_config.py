@@ -26,7 +26,8 @@ def test_defaults_are_the_reference_numbers():
     assert (train.BG_THRESH_HI, train.BG_THRESH_LO) == (0.5, 0.1)
     assert (train.RPN_POSITIVE_OVERLAP, train.RPN_NEGATIVE_OVERLAP) == (0.7, 0.3)
     assert (train.RPN_FG_FRACTION, train.RPN_BATCHSIZE, train.RPN_NMS_THRESH) == (0.5, 256, 0.7)
-    assert (train.RPN_PRE_NMS_TOP_N, train.RPN_POST_NMS_TOP_N, train.RPN_MIN_SIZE) == (12000, 2000, 8)
+    assert (train.RPN_PRE_NMS_TOP_N, train.RPN_POST_NMS_TOP_N, train.RPN_MIN_SIZE) == (12000, 2000,
+                                                                                       8)
     assert not train.RPN_CLOBBER_POSITIVES and train.BBOX_NORMALIZE_TARGETS_PRECOMPUTED
     assert train.BBOX_NORMALIZE_STDS == (0.1, 0.1, 0.2, 0.2)
     assert train.BBOX_NORMALIZE_MEANS == (0.0, 0.0, 0.0, 0.0)

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from fasterrcnn.config import load_config
-from fasterrcnn.data import (CocoDataset, CustomDataset, PascalVoc, UnknownDatasetError,
-                             VOC_CLASSES, get_imdb)
+from fasterrcnn.data import (
+    VOC_CLASSES,
+    CocoDataset,
+    CustomDataset,
+    PascalVoc,
+    UnknownDatasetError,
+    get_imdb,
+)
 
 VOC_XML = """<annotation>
   <folder>VOC2007</folder><filename>{name}.jpg</filename>

@@ -19,8 +19,9 @@ streams the config makes the sampling cover everything, which no draw can change
 The comparison runs in float64, so 1e-5 leaves no room for a real difference to hide.
 
 The same 2-rank run checks ``all_ranks_true`` (the collective AND a DDP trainer needs to skip a
-non-finite batch on all ranks alike).  The short 2-rank training goes through ``tools/trainval_net.py`` with the environment torchrun
-sets; a single process then resumes its checkpoint.
+non-finite batch on all ranks alike).  The short 2-rank training goes through
+``tools/trainval_net.py`` with the environment torchrun sets; a single process then resumes its
+checkpoint.
 """
 
 from __future__ import annotations

@@ -78,7 +78,8 @@ def _check_gradients(model: FasterRCNN, frozen_prefixes=()):
 @pytest.mark.parametrize(
     "net,size,frozen",
     [
-        ("vgg16", (64, 96), ["base.features.0.", "base.features.2.", "base.features.5.", "base.features.7."]),
+        ("vgg16", (64, 96), ["base.features.0.", "base.features.2.", "base.features.5.",
+                             "base.features.7."]),
         ("res18", (64, 96), ["base.conv1.", "base.layer1."]),
         ("res34", (64, 96), ["base.conv1.", "base.layer1."]),
         ("res50", (64, 64), ["base.conv1.", "base.layer1."]),
@@ -94,7 +95,8 @@ def test_train_step_every_backbone(net, size, frozen):
     _check_gradients(model, frozen)
 
 
-@pytest.mark.parametrize("mode,max_pool", [("pool", False), ("align", False), ("crop", True), ("crop", False)])
+@pytest.mark.parametrize("mode,max_pool", [("pool", False), ("align", False), ("crop", True),
+                                           ("crop", False)])
 @pytest.mark.parametrize("agnostic", [False, True])
 def test_train_step_every_pooling_mode(mode, max_pool, agnostic):
     model = _model([
@@ -116,7 +118,8 @@ def test_eval_outputs_and_padding():
     with torch.no_grad():
         rois, cls_prob, bbox_pred = model(im_data, im_info)
         stages = model.forward_features(im_data, im_info)
-    assert rois.shape == (2, 400, 5) and cls_prob.shape == (2, 400, 3) and bbox_pred.shape == (2, 400, 12)
+    assert rois.shape == (2, 400, 5) and cls_prob.shape == (2, 400, 3)
+    assert bbox_pred.shape == (2, 400, 12)
     assert torch.equal(rois, stages.rois) and torch.equal(cls_prob, stages.cls_prob)
     num = stages.num_rois
     assert (num > 0).all() and (num < 400).all()
@@ -144,7 +147,8 @@ def test_forward_features_stages():
     assert stages.base_feat.shape == (2, 32, 4, 6)
     anchors = 4 * 6 * 9
     assert stages.anchors.shape == (anchors, 4)
-    assert stages.rpn_cls_prob.shape == (2, anchors, 2) and stages.rpn_bbox_deltas.shape == (2, anchors, 4)
+    assert stages.rpn_cls_prob.shape == (2, anchors, 2)
+    assert stages.rpn_bbox_deltas.shape == (2, anchors, 4)
     assert stages.pooled.shape == (int(stages.num_rois.sum()), 32, 7, 7)
 
 

@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torchvision
+from ops_testing import grads, make_rois
 
 from fasterrcnn import ops
 from fasterrcnn.ops import fallback
-from ops_testing import grads, make_rois
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -21,10 +21,10 @@ def test_matches_torchvision(backend, dtype, spatial_scale, sampling_ratio, alig
         expected = torchvision.ops.roi_align(x, rois, output_size, spatial_scale,
                                              sampling_ratio, aligned)
         weight = torch.randn(expected.shape, generator=gen, dtype=dtype)
-        out, grad = grads(lambda t: ops.roi_align(t, rois, output_size, spatial_scale,
+        out, grad = grads(lambda t, size=output_size: ops.roi_align(t, rois, size, spatial_scale,
                                                   sampling_ratio, aligned), x, weight)
-        ref_out, ref_grad = grads(lambda t: torchvision.ops.roi_align(
-            t, rois, output_size, spatial_scale, sampling_ratio, aligned), x, weight)
+        ref_out, ref_grad = grads(lambda t, size=output_size: torchvision.ops.roi_align(
+            t, rois, size, spatial_scale, sampling_ratio, aligned), x, weight)
         assert out.shape == expected.shape and out.dtype == dtype
         torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)

@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from ops_testing import grads, make_rois
 
 from fasterrcnn import ops
 from fasterrcnn.ops import fallback
-from ops_testing import grads, make_rois
 
 
 def reference_crop(x, rois, output_size, spatial_scale, max_pool):
@@ -41,12 +41,14 @@ def test_matches_affine_grid_sample(backend, dtype, spatial_scale, max_pool):
         weight = torch.randn(16, 4, *output_size, generator=gen, dtype=torch.float64)
         # the float64 reference; float32 runs see inputs rounded to float32
         ref_out, ref_grad = grads(
-            lambda t: reference_crop(t, rois.to(dtype).double(), output_size, spatial_scale,
+            lambda t, size=output_size: reference_crop(t, rois.to(dtype).double(), size,
+                                                       spatial_scale,
                                      max_pool),
             x.to(dtype).double(), weight,
         )
         out, grad = grads(
-            lambda t: ops.roi_crop(t, rois.to(dtype), output_size, spatial_scale, max_pool),
+            lambda t, size=output_size: ops.roi_crop(t, rois.to(dtype), size, spatial_scale,
+                                                     max_pool),
             x.to(dtype), weight.to(dtype),
         )
         assert out.shape == (16, 4) + output_size and out.dtype == dtype

@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torchvision
+from ops_testing import grads, make_rois
 
 from fasterrcnn import ops
 from fasterrcnn.ops import fallback
-from ops_testing import grads, make_rois
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

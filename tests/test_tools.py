@@ -8,17 +8,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_overrides
 from PIL import Image
 
 from fasterrcnn import Detector
 from fasterrcnn.checkpoint import CheckpointError
-from fasterrcnn.engine.inference import load_detections
-
-from conftest import tiny_overrides
-
 from fasterrcnn.commands import demo
 from fasterrcnn.commands import test as test_net
 from fasterrcnn.commands import train as trainval_net
+from fasterrcnn.engine.inference import load_detections
 
 
 def _set_args(data_dir):

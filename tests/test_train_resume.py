@@ -7,8 +7,8 @@ import torch
 
 from fasterrcnn.checkpoint import load_checkpoint
 from fasterrcnn.config import apply_overrides
-from fasterrcnn.engine.training_run import build_training_run
 from fasterrcnn.engine.trainer import NonFiniteLossError
+from fasterrcnn.engine.training_run import build_training_run
 
 
 def _run(cfg, save_dir, max_iters, resume=None):

@@ -453,7 +453,8 @@ class Bench:
 
     def profile(self, key: Tuple[str, str], rows: int) -> str:
         """The top ``rows`` ops of one profiled run."""
-        from torch.profiler import ProfilerActivity, profile as torch_profile
+        from torch.profiler import ProfilerActivity
+        from torch.profiler import profile as torch_profile
 
         activities = [ProfilerActivity.CPU]
         if self.device.type == "cuda":

@@ -1,4 +1,5 @@
-"""Draw a detector's detections on every image of a folder (faster-rcnn.pytorch's demo.py); see fasterrcnn/commands/demo.py."""
+"""Draw a detector's detections on every image of a folder (faster-rcnn.pytorch's demo.py);
+see fasterrcnn/commands/demo.py."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""Evaluate a trained detector on a test set (faster-rcnn.pytorch's test_net.py); see fasterrcnn/commands/test.py."""
+"""Evaluate a trained detector on a test set (faster-rcnn.pytorch's test_net.py);
+see fasterrcnn/commands/test.py."""
 
 import sys
 

@@ -1,4 +1,5 @@
-"""Train a Faster R-CNN detector (faster-rcnn.pytorch's trainval_net.py); see fasterrcnn/commands/train.py."""
+"""Train a Faster R-CNN detector (faster-rcnn.pytorch's trainval_net.py);
+see fasterrcnn/commands/train.py."""
 
 import sys
 

@@ -36,7 +36,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a Faster R-CNN detector on a folder")
     parser.add_argument("--image_dir", required=True, help="folder of images")
     parser.add_argument("--output_dir", default="output/demo", help="drawn images and JSON")
-    parser.add_argument("--dataset", default="shapes", help="dataset folder of the checkpoint triple")
+    parser.add_argument("--dataset", default="shapes",
+                        help="dataset folder of the checkpoint triple")
     parser.add_argument("--net", default="res18", help="backbone folder of the checkpoint triple")
     add_checkpoint_arguments(parser)
     parser.add_argument("--thresh", type=float, default=0.5, help="score threshold")

@@ -69,12 +69,14 @@ def main(argv=None) -> int:
     path = resolve_checkpoint(args.checkpoint_path, args.load_dir, args.net, dataset_folder,
                               args.checksession, args.checkepoch, args.checkpoint)
     model, cfg, classes = load_model_from_checkpoint(path, device, args.set_cfgs)
-    imdb_name = args.imdb or (DATASET_PRESETS[args.dataset].test if args.dataset else cfg.DATASET.TEST)
+    preset_test = DATASET_PRESETS[args.dataset].test if args.dataset else cfg.DATASET.TEST
+    imdb_name = args.imdb or preset_test
     imdb = get_imdb(imdb_name, cfg.DATA_DIR, cfg=cfg)
     if list(imdb.classes) != classes:
         raise ValueError(f"{path} was trained on classes {classes}, but {imdb_name} has "
                          f"{list(imdb.classes)}")
-    LOGGER.info("testing %s on %s (%d images) on %s", path, imdb_name, len(imdb.image_index), device)
+    LOGGER.info("testing %s on %s (%d images) on %s", path, imdb_name, len(imdb.image_index),
+                device)
 
     dataset = TestImageDataset(imdb, cfg)
     all_boxes, images_per_s = detect_dataset(model, dataset, device, num_workers=args.nw,

@@ -34,7 +34,8 @@ LOGGER = logging.getLogger("trainval_net")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train a Faster R-CNN network")
     add_config_arguments(parser)
-    parser.add_argument("--bs", type=int, default=None, help="images per batch (TRAIN.IMS_PER_BATCH)")
+    parser.add_argument("--bs", type=int, default=None,
+                        help="images per batch (TRAIN.IMS_PER_BATCH)")
     parser.add_argument("--nw", type=int, default=None, help="data loader workers")
     parser.add_argument("--lr", type=float, default=None, help="base learning rate")
     parser.add_argument("--lr_decay_step", type=int, nargs="+", default=None,
@@ -44,13 +45,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--start_epoch", type=int, default=1,
                         help="first epoch (1-based) of a fresh run: the schedule starts there")
     parser.add_argument("--o", dest="optimizer", choices=("sgd", "adam"), default=None)
-    parser.add_argument("--save_dir", default="models", help="checkpoints go to <dir>/<net>/<dataset>")
+    parser.add_argument("--save_dir", default="models",
+                        help="checkpoints go to <dir>/<net>/<dataset>")
     parser.add_argument("--s", dest="session", type=int, default=1, help="training session")
     parser.add_argument("--r", dest="resume", action="store_true", help="resume a checkpoint")
     parser.add_argument("--checksession", type=int, default=1)
     parser.add_argument("--checkepoch", type=int, default=1)
     parser.add_argument("--checkpoint", type=int, default=0, help="iteration of the checkpoint")
-    parser.add_argument("--resume_path", default=None, help="checkpoint file to resume (implies --r)")
+    parser.add_argument("--resume_path", default=None,
+                        help="checkpoint file to resume (implies --r)")
     parser.add_argument("--cag", dest="class_agnostic", action="store_true",
                         help="class-agnostic box regression")
     add_device_arguments(parser)
@@ -59,7 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--amp", action="store_true",
                         help="mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)")
     parser.add_argument("--use_tfb", action="store_true", help="TensorBoard scalars")
-    parser.add_argument("--disp_interval", type=int, default=None, help="iterations between log lines")
+    parser.add_argument("--disp_interval", type=int, default=None,
+                        help="iterations between log lines")
     parser.add_argument("--seed", type=int, default=None, help="RNG_SEED")
     parser.add_argument("--pretrained", default=None, help="ImageNet weights file for the backbone")
     parser.add_argument("--max_iters", type=int, default=None, help="stop after this many steps")

@@ -109,7 +109,7 @@ def _read_yaml_chain(path: str, seen: Tuple[str, ...]) -> Dict[str, Any]:
     if real in seen:
         raise ConfigError(f"{path}: {BASE_KEY} chain loops back to itself")
     try:
-        with open(path, "r", encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             data = yaml.safe_load(handle)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from err

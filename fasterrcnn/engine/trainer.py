@@ -89,7 +89,8 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, iters_per_epoch)
         self.state = TrainState()
-        self.scaler = torch.amp.GradScaler("cuda", enabled=options.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda",
+                                           enabled=options.amp and self.device.type == "cuda")
         self.writer = self._make_writer()
 
     def finished(self) -> bool:

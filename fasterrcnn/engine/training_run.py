@@ -50,7 +50,8 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
     batch_size = cfg.TRAIN.IMS_PER_BATCH
 
     def loader_factory(epoch: int, start_batch: int):
-        return build_train_loader(cfg, roidb, ratio_list, ratio_index, batch_size=batch_size, num_workers=cfg.TRAIN.NUM_WORKERS,
+        return build_train_loader(cfg, roidb, ratio_list, ratio_index, batch_size=batch_size,
+                                  num_workers=cfg.TRAIN.NUM_WORKERS,
                                   seed=cfg.RNG_SEED, epoch=epoch, start_batch=start_batch,
                                   rank=dist_info.rank, world_size=dist_info.world_size)
 

@@ -92,7 +92,7 @@ class _Freezable(nn.Module):
         self.frozen = tuple(self.frozen) + tuple(names)
         self.train(self.training)
 
-    def train(self, mode: bool = True) -> "_Freezable":
+    def train(self, mode: bool = True) -> _Freezable:
         super().train(mode)
         if mode:
             for name in self.frozen:
@@ -103,7 +103,7 @@ class _Freezable(nn.Module):
 class ResNetBase(_Freezable):
     """conv1 .. layer3 of a ResNet: (B,3,H,W) -> (B, out_channels, ~H/16, ~W/16)."""
 
-    def __init__(self, stem: "OrderedDict[str, nn.Module]", out_channels: int) -> None:
+    def __init__(self, stem: OrderedDict[str, nn.Module], out_channels: int) -> None:
         super().__init__()
         for name, module in stem.items():
             self.add_module(name, module)
@@ -175,7 +175,8 @@ def _resnet_stage(
     norm_layer: Callable[[int], nn.Module],
     style: str,
 ) -> Tuple[nn.Sequential, int]:
-    """One ResNet stage built as torchvision's ``ResNet._make_layer`` does; returns it and its width."""
+    """One ResNet stage built as torchvision's ``ResNet._make_layer`` does; returns it and its
+    width."""
     expansion = block.expansion
     downsample = None
     if stride != 1 or inplanes != planes * expansion:
@@ -223,7 +224,7 @@ def build_resnet(
         maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=0, ceil_mode=True)
     else:
         maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-    modules: "OrderedDict[str, nn.Module]" = OrderedDict(
+    modules: OrderedDict[str, nn.Module] = OrderedDict(
         conv1=nn.Conv2d(3, stem_width, kernel_size=7, stride=2, padding=3, bias=False),
         bn1=norm_layer(stem_width),
         relu=nn.ReLU(inplace=True),

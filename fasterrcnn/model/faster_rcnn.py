@@ -61,7 +61,8 @@ class FasterRCNN(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes < 2:
-            raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
+            raise ValueError(
+                f"num_classes counts the background and must be >= 2, got {num_classes}")
         self.cfg = cfg
         self.num_classes = num_classes
         self.base = base
@@ -219,7 +220,8 @@ class FasterRCNN(nn.Module):
         for b in range(batch):
             real = cls_prob[b].sum(dim=1) > 0
             scores = cls_prob[b, :, 1:]
-            roi_idx, cls_idx = torch.nonzero((scores > score_thresh) & real.view(-1, 1), as_tuple=True)
+            roi_idx, cls_idx = torch.nonzero((scores > score_thresh) & real.view(-1, 1),
+                                             as_tuple=True)
             labels = cls_idx + 1
             cand = pred_boxes[b].view(num_props, -1, 4)[roi_idx, labels if per_class else 0]
             cand_scores = scores[roi_idx, cls_idx]

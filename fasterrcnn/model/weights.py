@@ -18,12 +18,12 @@ keys and the shape mismatches.
 
 Which input each kind of weights expects (the network always receives BGR):
 
-=================  ======================  ==========================================  ========
-weights            style                   PIXEL_MEANS (BGR)                           STDS
-=================  ======================  ==========================================  ========
-Caffe (reference)  ``caffe``               102.9801, 115.9465, 122.7717 (the default)  1, 1, 1
-torchvision        ``pytorch``             103.53, 116.28, 123.675                     57.375, 57.12, 58.395
-=================  ======================  ==========================================  ========
+=================  ===========  ==========================================  =====================
+weights            style        PIXEL_MEANS (BGR)                           STDS
+=================  ===========  ==========================================  =====================
+Caffe (reference)  ``caffe``    102.9801, 115.9465, 122.7717 (the default)  1, 1, 1
+torchvision        ``pytorch``  103.53, 116.28, 123.675                     57.375, 57.12, 58.395
+=================  ===========  ==========================================  =====================
 
 Caffe weights were trained on BGR 0-255 images with the means subtracted, so they load as they
 are.  torchvision weights were trained on RGB images scaled to [0, 1] and normalised with
@@ -67,7 +67,8 @@ class WeightReport(NamedTuple):
     flipped: str
 
 
-def read_state_dict(source: Union[str, "os.PathLike[str]", Mapping[str, Tensor]]) -> Dict[str, Tensor]:
+def read_state_dict(source: Union[str, os.PathLike[str], Mapping[str, Tensor]]) -> Dict[str,
+                                                                                        Tensor]:
     """A flat ``{key: tensor}`` from a file or mapping, un-nested and without ``module.``."""
     if isinstance(source, Mapping):
         state: object = source
@@ -102,7 +103,7 @@ def _first_conv_key(targets: Mapping[str, Tensor]) -> str:
 def load_backbone_weights(
     base: nn.Module,
     top: nn.Module,
-    source: Union[str, "os.PathLike[str]", Mapping[str, Tensor]],
+    source: Union[str, os.PathLike[str], Mapping[str, Tensor]],
     style: str = "pytorch",
 ) -> WeightReport:
     """Copy ImageNet weights into ``base`` and ``top`` in place.
