@@ -1,7 +1,9 @@
-"""Build and install fasterrcnn with its compiled ops extension ``fasterrcnn._C``.
+"""The parts of the build that pyproject.toml cannot declare: the compiled extension
+``fasterrcnn._C`` and the top-level ``cfgs/`` folder shipped as ``fasterrcnn/cfgs``.
 
 The C++ CPU kernels are always built; the CUDA kernels too when CUDA is available at build
-time or FORCE_CUDA=1.  Install: ``pip install --no-build-isolation -e .``
+time or FORCE_CUDA=1.  Metadata, dependencies and entry points live in pyproject.toml.
+Install: ``pip install --no-build-isolation .`` (``-e`` for development).
 """
 import glob
 import os
@@ -35,12 +37,14 @@ def _extension():
                          extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})
 
 
+# The YAML configs stay in the top-level cfgs/ folder and install as fasterrcnn/cfgs/*.yml, where
+# fasterrcnn.config.packaged finds them by name (--cfg shapes).
+CONFIG_PACKAGE = "fasterrcnn.cfgs"
+
 setup(
-    name="fasterrcnn",
-    version="0.1.0",
-    description="Faster R-CNN in PyTorch (faster-rcnn.pytorch layout) with compiled ops",
-    packages=find_packages(exclude=("tests", "tests.*", "tools", "tools.*")),
-    python_requires=">=3.9",
+    packages=find_packages(include=("fasterrcnn", "fasterrcnn.*")) + [CONFIG_PACKAGE],
+    package_dir={CONFIG_PACKAGE: "cfgs"},
+    package_data={CONFIG_PACKAGE: ["*.yml"]},
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExtension},
     zip_safe=False,

@@ -1,7 +1,7 @@
 """fasterrcnn: Faster R-CNN in PyTorch, laid out like faster-rcnn.pytorch.
 
     import fasterrcnn
-    cfg = fasterrcnn.load_config("cfgs/res101.yml", ["TRAIN.SCALES", "[800]"])
+    cfg = fasterrcnn.load_config("res101", ["TRAIN.SCALES", "[800]"])   # or a YAML path
     model = fasterrcnn.build_model(cfg, num_classes=21)
     det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_4_600.pth")
 """
@@ -11,4 +11,4 @@ from fasterrcnn.detector import Detector
 from fasterrcnn.model import build_model
 
 __all__ = ["Config", "Detector", "build_model", "load_config"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

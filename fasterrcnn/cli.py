@@ -44,13 +44,12 @@ DATASET_PRESETS: Dict[str, DatasetPreset] = {
 LARGE_SCALE_OVERRIDES = ("TRAIN.SCALES", "[800]", "TRAIN.MAX_SIZE", "1200",
                          "TEST.SCALES", "[800]", "TEST.MAX_SIZE", "1200")
 
-REPO_CFGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cfgs")
-
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """--cfg, --dataset, --net, --ls and --set, common to every tool."""
     parser.add_argument("--cfg", dest="cfg_file", default=None,
-                        help="YAML config (default: cfgs/<net>.yml, or cfgs/shapes.yml for shapes)")
+                        help="YAML file, or the name of a packaged config such as shapes or "
+                             "res101 (default: <net>, or shapes for the shapes dataset)")
     parser.add_argument("--dataset", default="shapes", choices=sorted(DATASET_PRESETS),
                         help="dataset preset (default: the generated shapes set)")
     parser.add_argument("--net", default=None,
@@ -62,10 +61,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_cfg_file(dataset: str, net: Optional[str]) -> str:
-    """The reference's choice of config file when --cfg is not given."""
+    """The reference's choice of config when --cfg is not given: a packaged config's name."""
     if net is None:
-        return os.path.join(REPO_CFGS, "shapes.yml" if dataset == "shapes" else "res101.yml")
-    return os.path.join(REPO_CFGS, f"{net}.yml")
+        return "shapes" if dataset == "shapes" else "res101"
+    return net
 
 
 def build_config(args: argparse.Namespace, flag_overrides: Sequence[Any] = ()) -> Config:

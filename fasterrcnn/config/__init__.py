@@ -9,6 +9,7 @@ from fasterrcnn.config.loader import (
     dump_config,
     load_config,
 )
+from fasterrcnn.config.packaged import packaged_config_names, packaged_config_path
 from fasterrcnn.config.schema import Config
 
 __all__ = [
@@ -20,4 +21,6 @@ __all__ = [
     "default_config",
     "dump_config",
     "load_config",
+    "packaged_config_names",
+    "packaged_config_path",
 ]

@@ -14,6 +14,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from fasterrcnn.config.packaged import resolve_config
 from fasterrcnn.config.schema import CHOICES, Config
 
 BASE_KEY = "_BASE_"
@@ -32,14 +33,20 @@ def load_config(path: Optional[str] = None, overrides: Sequence[Any] = ()) -> Co
     """Merge a YAML file and command-line overrides over the defaults.
 
     Args:
-        path: a YAML file (``yaml.safe_load``), or None for the defaults alone.  A file may name
-            another with ``_BASE_: other.yml`` (relative to itself) to inherit from it.
+        path: a YAML file (``yaml.safe_load``), the name of a packaged config (``"shapes"``,
+            ``"res101"``: see :mod:`fasterrcnn.config.packaged`), or None for the defaults alone.
+            A file may name another with ``_BASE_: other.yml`` (relative to itself) to inherit
+            from it.
         overrides: a flat sequence ``[KEY, VALUE, KEY, VALUE, ...]`` with dotted keys
             (``TRAIN.SCALES``); a string VALUE is parsed as YAML, any other value is taken as it
             is; then each is checked against the schema.
     """
     cfg = default_config()
     if path is not None:
+        try:
+            path = resolve_config(path)
+        except FileNotFoundError as err:
+            raise ConfigError(str(err)) from err
         cfg = merge_dict(cfg, _read_yaml_chain(path, seen=()), source=path)
     return apply_overrides(cfg, overrides)
 

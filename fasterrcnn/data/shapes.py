@@ -21,7 +21,6 @@ generated again.
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import json
 import logging
@@ -32,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
+from filelock import FileLock
 
 from fasterrcnn.data.voc_layout import VocLayoutImdb
 from fasterrcnn.data.voc_xml import write_voc_xml
@@ -56,7 +56,7 @@ def shapes_root(data_dir: str) -> str:
 def ensure_shapes(data_dir: str, num_train: int, num_test: int, seed: int) -> str:
     """Generate ``DATA_DIR/shapes`` unless a complete one with these parameters exists.
 
-    Returns the dataset root.  Safe against concurrent callers (``flock``) and interruption
+    Returns the dataset root.  Safe against concurrent callers (a portable ``filelock.FileLock``) and interruption
     (temporary folder, marker written last, atomic rename).
     """
     root = shapes_root(data_dir)
@@ -65,8 +65,7 @@ def ensure_shapes(data_dir: str, num_train: int, num_test: int, seed: int) -> st
     if _marker_matches(root, params):
         return root
     os.makedirs(data_dir, exist_ok=True)
-    with open(os.path.join(data_dir, ".shapes.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(os.path.join(data_dir, ".shapes.lock")):
         if _marker_matches(root, params):
             return root
         for stale in glob.glob(os.path.join(data_dir, ".shapes.tmp*")):
