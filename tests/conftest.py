@@ -21,6 +21,23 @@ def tiny_data_dir(tmp_path_factory):
     return str(data_dir)
 
 
+TINY_MODEL = [
+    "BACKBONE.WIDTH_MULT", "0.125",
+    "RPN_CHANNELS", "16",
+    "ANCHOR_SCALES", "[1, 2, 4]",
+    "TRAIN.BATCH_SIZE", "16",
+    "TRAIN.RPN_BATCHSIZE", "32",
+    "TRAIN.RPN_PRE_NMS_TOP_N", "200",
+    "TRAIN.RPN_POST_NMS_TOP_N", "40",
+    "TRAIN.RPN_MIN_SIZE", "2",
+    "TEST.RPN_PRE_NMS_TOP_N", "200",
+    "TEST.RPN_POST_NMS_TOP_N", "30",
+    "TEST.RPN_MIN_SIZE", "2",
+]
+"""Overrides for a model on synthetic tensors of about 64x96 px: an eighth-width backbone, 16
+RPN channels, small anchors and few proposals and RoIs (any NET)."""
+
+
 def tiny_overrides(data_dir: str):
     """A quarter-width ResNet-18 at 128 px with few RoIs: a training step takes ~0.1 s.
 
@@ -49,9 +66,13 @@ def tiny_cfg(tiny_data_dir):
     return load_config(str(shapes_yml), tiny_overrides(tiny_data_dir))
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_thread():
-    """Run a test single-threaded (tiny models are faster so on a busy 2-core machine)."""
+    """Run a module's tests single-threaded (tiny models are faster so on a busy 2-core machine).
+
+    Request it per test, from a module-scoped fixture, or for a whole module with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``; the thread count is restored after
+    the module."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

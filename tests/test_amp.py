@@ -14,29 +14,19 @@ from typing import Dict, List
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from fasterrcnn.config import load_config
 from fasterrcnn.engine.trainer import Trainer, TrainOptions
 from fasterrcnn.model import build_model
 
 NUM_CLASSES = 3
-TINY = [
+TINY = TINY_MODEL + [
     "NET", "res18",
-    "BACKBONE.WIDTH_MULT", "0.125",
     "BACKBONE.NORM", "gn",
     "BACKBONE.STYLE", "pytorch",
     "RESNET.FIXED_BLOCKS", "0",
     "PIXEL_STDS", "[57.4, 57.1, 58.4]",
-    "RPN_CHANNELS", "16",
-    "ANCHOR_SCALES", "[1, 2, 4]",
-    "TRAIN.BATCH_SIZE", "16",
-    "TRAIN.RPN_BATCHSIZE", "32",
-    "TRAIN.RPN_PRE_NMS_TOP_N", "200",
-    "TRAIN.RPN_POST_NMS_TOP_N", "40",
-    "TRAIN.RPN_MIN_SIZE", "2",
-    "TEST.RPN_PRE_NMS_TOP_N", "200",
-    "TEST.RPN_POST_NMS_TOP_N", "30",
-    "TEST.RPN_MIN_SIZE", "2",
     "TRAIN.LEARNING_RATE", "0.01",
     "TRAIN.WARMUP_ITERS", "0",
     "TRAIN.MAX_ITERS", "4",
@@ -45,13 +35,7 @@ TINY = [
 LOSSES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops are much faster single-threaded on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def batch(seed: int = 1, height: int = 64, width: int = 96):

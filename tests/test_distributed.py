@@ -68,13 +68,7 @@ EXACT_SAMPLING = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops are much faster single-threaded on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def free_port() -> int:
@@ -150,6 +144,7 @@ def _ddp_step_worker(rank: int, world_size: int, port: int, out_dir: str) -> Non
         shutdown(info)
 
 
+@pytest.mark.slow
 def test_two_ranks_of_one_image_equal_one_process_of_two(tmp_path):
     world_size = 2
     mp.spawn(_ddp_step_worker, args=(world_size, free_port(), str(tmp_path)),
@@ -217,6 +212,7 @@ def _checkpoints(tmp_path) -> List[str]:
     return sorted(found, key=os.path.getmtime)
 
 
+@pytest.mark.slow
 def test_two_rank_training_checkpoint_resumes_in_one_process(tmp_path):
     world_size = 2  # both ranks ask for the shapes set: its generation is safe concurrently
     mp.spawn(_trainval_worker,

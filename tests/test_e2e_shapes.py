@@ -10,6 +10,7 @@ untrained detector's (about 0).
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from fasterrcnn.config import load_config
 from fasterrcnn.data import TestImageDataset, get_imdb
@@ -22,6 +23,7 @@ ITERATIONS = 400
 MAP_BAR = 0.12
 
 
+@pytest.mark.slow
 def test_short_training_learns_to_detect_shapes(tmp_path):
     overrides = [
         "DATA_DIR", str(tmp_path / "data"),

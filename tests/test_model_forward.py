@@ -5,34 +5,16 @@ import math
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from fasterrcnn.config import load_config
 from fasterrcnn.model import FasterRCNN, Stages, build_model
 
 LOSSES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
-TINY = [
-    "BACKBONE.WIDTH_MULT", "0.125",
-    "RPN_CHANNELS", "16",
-    "ANCHOR_SCALES", "[1, 2, 4]",
-    "TRAIN.BATCH_SIZE", "16",
-    "TRAIN.RPN_BATCHSIZE", "32",
-    "TRAIN.RPN_PRE_NMS_TOP_N", "200",
-    "TRAIN.RPN_POST_NMS_TOP_N", "40",
-    "TRAIN.RPN_MIN_SIZE", "2",
-    "TEST.RPN_PRE_NMS_TOP_N", "200",
-    "TEST.RPN_POST_NMS_TOP_N", "30",
-    "TEST.RPN_MIN_SIZE", "2",
-]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops are much faster single-threaded on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _batch(height: int = 64, width: int = 96):
@@ -49,7 +31,7 @@ def _batch(height: int = 64, width: int = 96):
 
 def _model(overrides, num_classes: int = 3) -> FasterRCNN:
     torch.manual_seed(0)
-    return build_model(load_config(None, TINY + list(overrides)), num_classes)
+    return build_model(load_config(None, TINY_MODEL + list(overrides)), num_classes)
 
 
 def _train_step(model: FasterRCNN, height: int = 64, width: int = 96):
@@ -194,7 +176,7 @@ def test_input_validation():
     with pytest.raises(ValueError, match="num_boxes"):
         model(im_data, im_info, gt, num[:1])
     with pytest.raises(ValueError, match="num_classes"):
-        build_model(load_config(None, TINY), 1)
+        build_model(load_config(None, TINY_MODEL), 1)
 
 
 def test_full_width_res101_train_step():

@@ -35,13 +35,7 @@ OBJECTS = [
 ]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny ops are much faster single-threaded on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _image(cfg):
@@ -58,6 +52,7 @@ def _image(cfg):
     return im_data, im_info, gt, torch.tensor([len(OBJECTS)])
 
 
+@pytest.mark.slow
 def test_overfit_one_image():
     cfg = load_config(None, OVERRIDES)
     with torch.random.fork_rng():

@@ -30,7 +30,12 @@ def test_draws_box_edges_on_a_copy():
 
 
 def test_colour_per_class_is_stable_and_distinct():
-    assert class_color(3) == class_color(3)
+    # hue = label * 0.618034 (mod 1), saturation 0.85, value 0.95, as BGR: label 0 is red
+    # (255 * (0.95, 0.1425, 0.1425)); label 1 has hue 0.618 (sector 3 of 6): blue 0.95, red 0.1425,
+    # green 0.95 * (1 - 0.85 * 0.708) = 0.378
+    assert class_color(0) == (36, 36, 242)
+    assert class_color(1) == (242, 96, 36)
+    assert class_color(np.int64(3)) == class_color(torch.tensor(3)) == class_color(3)
     colors = [class_color(k) for k in range(1, 21)]
     assert len(set(colors)) == 20
     first = draw_detections(_image(), _detections(label=2))
