@@ -6,9 +6,9 @@
     det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_4_600.pth")
 """
 
+from fasterrcnn._version import __version__
 from fasterrcnn.config import Config, load_config
 from fasterrcnn.detector import Detector
 from fasterrcnn.model import build_model
 
-__all__ = ["Config", "Detector", "build_model", "load_config"]
-__version__ = "0.2.0"
+__all__ = ["Config", "Detector", "__version__", "build_model", "load_config"]

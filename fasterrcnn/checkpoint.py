@@ -7,6 +7,11 @@ states are stored as tensors (``torch.Generator.get_state()``, ``torch.get_rng_s
 never store arbitrary objects (a config object, numpy arrays, a ``random.getstate()`` tuple
 without converting it), because weights-only loading refuses them.
 
+Every saved state carries ``format_version`` (:data:`CHECKPOINT_FORMAT`, the layout of the dict)
+and ``fasterrcnn_version`` (the library that wrote it).  Loading refuses a format this library
+does not know, naming both versions; a state without ``format_version`` was written by
+fasterrcnn 0.1 (format 0) and is upgraded as it loads.
+
 Files are named as the reference names them, ``faster_rcnn_{session}_{epoch}_{iteration}.pth``,
 and are written atomically: a temporary file in the same directory, flushed and fsync'ed, then
 renamed over the target, so an interrupted save leaves any previous checkpoint intact.
@@ -21,9 +26,20 @@ from typing import Dict, Union
 
 import torch
 
+from fasterrcnn._version import __version__
+
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
+
+CHECKPOINT_FORMAT = 1
+"""The checkpoint layout this library writes and the newest it reads; raise it when a key is
+added that older readers must not ignore, or changes meaning (and upgrade older ones in
+:func:`upgrade_checkpoint`)."""
+FORMAT_KEY = "format_version"
+LIBRARY_KEY = "fasterrcnn_version"
+REMOVED_CONFIG_KEYS = (("EXP_DIR",), ("TRAIN", "BBOX_REG"), ("TRAIN", "BBOX_NORMALIZE_TARGETS"))
+"""Config keys of format 0 (fasterrcnn 0.1) that did nothing and were removed in format 1."""
 
 
 class CheckpointError(RuntimeError):
@@ -56,6 +72,7 @@ def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
     ``os.replace``). On any error the temporary file is removed, the error is re-raised and
     an existing file at ``path`` is left as it was. The directory is created if missing."""
     path = os.fspath(path)
+    state = {**state, FORMAT_KEY: CHECKPOINT_FORMAT, LIBRARY_KEY: __version__}
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = tempfile.NamedTemporaryFile(delete=False, dir=directory,
@@ -111,4 +128,43 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
                               f"({type(e).__name__}: {e})") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
+    return upgrade_checkpoint(state, path)
+
+
+def upgrade_checkpoint(state: dict, path: PathLike) -> dict:
+    """``state`` in the current format (:data:`CHECKPOINT_FORMAT`).
+
+    A state without ``format_version`` is format 0 (fasterrcnn 0.1, the same layout): the config
+    keys of :data:`REMOVED_CONFIG_KEYS` are dropped from its ``config``.
+
+    Raises:
+        CheckpointError: the format version is not one this library reads; the message names the
+            file, its format and library versions and this library's.
+    """
+    version = state.get(FORMAT_KEY, 0)
+    if version == 0:
+        state = {**state, FORMAT_KEY: CHECKPOINT_FORMAT, LIBRARY_KEY: state.get(LIBRARY_KEY, "0.1")}
+        if isinstance(state.get("config"), dict):
+            state["config"] = _without_keys(state["config"], REMOVED_CONFIG_KEYS)
+        return state
+    if type(version) is not int or not 0 < version <= CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint {os.fspath(path)} has format version {version!r} (written by fasterrcnn "
+            f"{state.get(LIBRARY_KEY, 'unknown')}); this fasterrcnn {__version__} reads format "
+            f"versions 0 to {CHECKPOINT_FORMAT}: load it with a newer fasterrcnn")
     return state
+
+
+def _without_keys(config: dict, keys) -> dict:
+    """A copy of the nested dict ``config`` without the key paths ``keys``."""
+    config = dict(config)
+    for key in keys:
+        node = config
+        for part in key[:-1]:
+            if not isinstance(node.get(part), dict):
+                break
+            node[part] = dict(node[part])
+            node = node[part]
+        else:
+            node.pop(key[-1], None)
+    return config

@@ -6,7 +6,9 @@ import os
 import pytest
 import torch
 
+import fasterrcnn
 from fasterrcnn.checkpoint import (
+    CHECKPOINT_FORMAT,
     CheckpointError,
     checkpoint_name,
     find_checkpoint,
@@ -43,6 +45,8 @@ def test_round_trip_and_naming(tmp_path):
     save_checkpoint(state, path)
     assert find_checkpoint(tmp_path / "sub", 1, 6, 2504) == str(path)
     loaded = load_checkpoint(find_checkpoint(tmp_path / "sub", 1, 6, 2504))
+    assert loaded.pop("format_version") == CHECKPOINT_FORMAT == 1
+    assert loaded.pop("fasterrcnn_version") == fasterrcnn.__version__
     _assert_same(state, loaded)
     assert os.listdir(tmp_path / "sub") == [path.name]
     restored = torch.Generator()
@@ -69,7 +73,9 @@ def test_interrupted_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
         save_checkpoint(_state(2.0), tmp_path / "new.pth")
     monkeypatch.undo()
     assert os.listdir(tmp_path) == ["ckpt.pth"]
-    _assert_same(load_checkpoint(path), _state(1.0))
+    loaded = load_checkpoint(path)
+    del loaded["format_version"], loaded["fasterrcnn_version"]
+    _assert_same(loaded, _state(1.0))
 
 
 class _OpensAFile:
@@ -121,3 +127,30 @@ def test_missing_file_errors_name_the_path(tmp_path):
     message = str(info.value)
     assert str(tmp_path / "faster_rcnn_1_2_4.pth") in message
     assert "faster_rcnn_1_2_3.pth" in message
+
+
+def test_unknown_format_version_names_both_versions(tmp_path):
+    path = tmp_path / "future.pth"
+    torch.save({**_state(), "format_version": 7, "fasterrcnn_version": "3.1.0"}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "format version 7" in message and "3.1.0" in message
+    assert f"fasterrcnn {fasterrcnn.__version__} reads format versions 0 to 1" in message
+    for bad in ("1", -1, 1.0, True):
+        torch.save({**_state(), "format_version": bad}, path)
+        with pytest.raises(CheckpointError, match="format version"):
+            load_checkpoint(path)
+
+
+def test_unversioned_checkpoint_loads_without_the_removed_config_keys(tmp_path):
+    path = tmp_path / "old.pth"
+    config = {"EXP_DIR": "shapes", "NET": "res18",
+              "TRAIN": {"BBOX_REG": True, "BBOX_NORMALIZE_TARGETS": True, "MAX_ITERS": 5}}
+    torch.save({**_state(), "config": config}, path)
+    loaded = load_checkpoint(path)
+    assert loaded["format_version"] == 1 and loaded["fasterrcnn_version"] == "0.1"
+    assert loaded["config"] == {"NET": "res18", "TRAIN": {"MAX_ITERS": 5}}
+    assert "EXP_DIR" in config and "BBOX_REG" in config["TRAIN"]  # the caller's dict unchanged
+    _assert_same({k: v for k, v in loaded.items() if k not in ("format_version",
+                  "fasterrcnn_version", "config")}, _state())

@@ -11,6 +11,8 @@ from fasterrcnn.config import (
     default_config,
     dump_config,
     load_config,
+    packaged_config_names,
+    packaged_config_path,
 )
 
 CFGS = Path(__file__).resolve().parents[1] / "cfgs"
@@ -101,7 +103,39 @@ def test_config_is_immutable_and_round_trips():
     assert "NET: res18" in dump_config(cfg)
 
 
-@pytest.mark.parametrize("name", ["vgg16", "res50", "res101", "res101_ls", "shapes"])
-def test_shipped_configs_load(name):
+SHIPPED_NETS = {"vgg16": "vgg16", "res50": "res50", "res101": "res101", "res101_ls": "res101",
+                "shapes": "res18"}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_NETS))
+def test_shipped_configs_load_by_path_and_by_name(name):
     cfg = load_config(str(CFGS / f"{name}.yml"))
-    assert cfg.EXP_DIR == name
+    assert cfg.NET == SHIPPED_NETS[name]
+    assert load_config(name) == cfg == load_config(f"{name}.yml")
+
+
+def test_packaged_names_are_the_cfgs_folder():
+    assert packaged_config_names() == sorted(p.stem for p in CFGS.glob("*.yml"))
+    assert Path(packaged_config_path("res101_ls")) == CFGS / "res101_ls.yml"
+    # res101_ls inherits res101 through _BASE_ and changes the scale
+    assert load_config("res101_ls").TRAIN.SCALES == (800,)
+    assert load_config("res101").TRAIN.SCALES == (600,)
+
+
+def test_unknown_config_name_lists_the_packaged_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"'no_such_cfg'.*res101, res101_ls, res50, shapes"):
+        load_config("no_such_cfg")
+    with pytest.raises(ConfigError, match="not found: .*missing.yml"):
+        load_config(str(tmp_path / "missing.yml"))
+
+
+def test_a_local_file_wins_over_a_packaged_name(tmp_path, monkeypatch):
+    (tmp_path / "shapes").write_text("NET: vgg16\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config("shapes").NET == "vgg16"
+
+
+def test_removed_keys_are_unknown():
+    for key in ("EXP_DIR", "TRAIN.BBOX_REG", "TRAIN.BBOX_NORMALIZE_TARGETS"):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(None, [key, "true"])

@@ -86,14 +86,20 @@ def test_demo_writes_images_and_json(trained, tmp_path):
     out = tmp_path / "out"
     assert demo.main(["--image_dir", str(images), "--output_dir", str(out),
                       "--checkpoint_path", trained["checkpoint"], "--thresh", "0.0"]) == 0
+    detector = Detector.from_checkpoint(trained["checkpoint"], device="cpu")
     for jpeg in jpegs:
         drawn = cv2.imread(str(out / f"{jpeg.stem}_det.jpg"))
         assert drawn is not None and drawn.shape == cv2.imread(str(jpeg)).shape
         record = json.loads((out / f"{jpeg.stem}.json").read_text())
         assert record["image"].endswith(jpeg.name)
-        for det in record["detections"]:
-            assert det["class_name"] in ("circle", "square", "triangle", "star", "cross")
-            assert len(det["box"]) == 4 and det["score"] > 0.0
+        # the JSON holds the detector's own detections of that image, rounded
+        expected = detector.predict(str(jpeg), score_thresh=0.0)
+        assert len(record["detections"]) == len(expected["boxes"]) > 0
+        np.testing.assert_allclose([d["box"] for d in record["detections"]], expected["boxes"],
+                                   atol=0.006)
+        np.testing.assert_allclose([d["score"] for d in record["detections"]],
+                                   expected["scores"], atol=6e-5)
+        assert [d["class_name"] for d in record["detections"]] == expected["class_names"]
     assert len(list(out.iterdir())) == 4
 
 
@@ -115,8 +121,11 @@ def test_detector_accepts_each_input_type(trained):
     assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= w - 1 + 1e-3).all()
     assert (boxes[:, 1] >= 0).all() and (boxes[:, 3] <= h - 1 + 1e-3).all()
     assert from_path["class_names"] == [det.classes[i] for i in from_path["labels"]]
-    gray = det.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), score_thresh=0.0)
-    assert gray["boxes"].shape[1] == 4
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    from_gray = det.predict(gray, score_thresh=0.0)
+    as_bgr = det.predict(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), score_thresh=0.0)
+    assert len(from_gray["boxes"]) > 0
+    np.testing.assert_array_equal(from_gray["boxes"], as_bgr["boxes"])
 
 
 def test_detector_rejects_bad_inputs(trained, tmp_path):
@@ -139,3 +148,17 @@ def test_checkpoint_with_code_is_refused(tmp_path):
     torch.save({"model": {}, "config": {}, "classes": [], "extra": _Payload()}, path)
     with pytest.raises(CheckpointError, match="evil.pth"):
         Detector.from_checkpoint(str(path))
+
+
+def test_checkpoint_of_fasterrcnn_0_1_still_loads(trained, tmp_path):
+    """A checkpoint without format version whose config has the keys 0.1 accepted."""
+    state = torch.load(trained["checkpoint"], weights_only=True)
+    del state["format_version"], state["fasterrcnn_version"]
+    state["config"]["EXP_DIR"] = "shapes"
+    state["config"]["TRAIN"].update(BBOX_REG=True, BBOX_NORMALIZE_TARGETS=True)
+    old = tmp_path / "faster_rcnn_1_1_6.pth"
+    torch.save(state, old)
+    image = sorted(Path(trained["data_dir"], "shapes", "JPEGImages").glob("test_*.jpg"))[0]
+    got = Detector.from_checkpoint(str(old)).predict(str(image), score_thresh=0.0)
+    want = Detector.from_checkpoint(trained["checkpoint"]).predict(str(image), score_thresh=0.0)
+    np.testing.assert_array_equal(got["boxes"], want["boxes"])

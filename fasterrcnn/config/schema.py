@@ -48,8 +48,6 @@ class TrainConfig:
     FG_THRESH: float = 0.5
     BG_THRESH_HI: float = 0.5
     BG_THRESH_LO: float = 0.1
-    BBOX_REG: bool = True
-    BBOX_NORMALIZE_TARGETS: bool = True
     BBOX_NORMALIZE_TARGETS_PRECOMPUTED: bool = True
     BBOX_NORMALIZE_MEANS: Tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     BBOX_NORMALIZE_STDS: Tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
@@ -133,7 +131,6 @@ class DatasetConfig:
 class Config:
     """The whole configuration.  Attribute names follow the reference (upper case)."""
 
-    EXP_DIR: str = "default"
     NET: str = "res101"
     DATA_DIR: str = "data"
     RNG_SEED: int = 3
