@@ -179,6 +179,7 @@ def test_input_validation():
         build_model(load_config(None, TINY_MODEL), 1)
 
 
+@pytest.mark.slow
 def test_full_width_res101_train_step():
     """The reference configuration (full width, frozen BN, FIXED_BLOCKS 1) at 64x64."""
     model = _model(["NET", "res101", "BACKBONE.WIDTH_MULT", "1.0", "RPN_CHANNELS", "64"])

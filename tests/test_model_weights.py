@@ -37,7 +37,8 @@ def _combined(parts) -> dict:
     return {**parts.base.state_dict(), **parts.top.state_dict()}
 
 
-@pytest.mark.parametrize("net", ["res18", "res50", "vgg16"])
+@pytest.mark.parametrize("net", ["res18", pytest.param("res50", marks=pytest.mark.slow),
+                                 pytest.param("vgg16", marks=pytest.mark.slow)])
 def test_torchvision_state_dict_loads_every_tensor(net, tmp_path):
     torch.manual_seed(0)
     if net == "vgg16":

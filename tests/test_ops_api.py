@@ -42,6 +42,7 @@ def test_missing_extension_falls_back(monkeypatch):
     assert ops.nms(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), torch.tensor([1.0]), 0.5).tolist() == [0]
 
 
+@pytest.mark.slow
 def test_package_imports_when_extension_cannot_load():
     code = (
         "import sys; sys.modules['fasterrcnn._C'] = None\n"

@@ -87,7 +87,7 @@ def test_zero_rois(backend):
     assert torch.count_nonzero(grad) == 0
 
 
-@pytest.mark.parametrize("max_pool", [True, False])
+@pytest.mark.parametrize("max_pool", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_gradcheck(backend, max_pool):
     gen = torch.Generator().manual_seed(17)
     x = torch.randn(2, 2, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)

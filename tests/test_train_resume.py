@@ -18,7 +18,7 @@ def _run(cfg, save_dir, max_iters, resume=None):
     return trainer, path
 
 
-@pytest.mark.parametrize("total", [4, 8])
+@pytest.mark.parametrize("total", [4, pytest.param(8, marks=pytest.mark.slow)])
 def test_stop_and_resume_gives_identical_weights(tiny_cfg, tmp_path, one_thread, total):
     # 12 images + flips at batch 2 = 12 iterations per epoch; total 8 with EPOCHS 1 and the
     # checkpoint-every-3 setting crosses several mid-epoch checkpoints.
@@ -37,6 +37,7 @@ def test_stop_and_resume_gives_identical_weights(tiny_cfg, tmp_path, one_thread,
         assert torch.equal(state["momentum_buffer"], opt_b["state"][pid]["momentum_buffer"])
 
 
+@pytest.mark.slow
 def test_resume_across_an_epoch_boundary(tiny_cfg, tmp_path, one_thread):
     cfg = apply_overrides(tiny_cfg, ["TRAIN.EPOCHS", 2, "TRAIN.LR_DECAY_STEPS", [1]])
     straight, _ = _run(cfg, tmp_path / "a", 14)
