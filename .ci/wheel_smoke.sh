@@ -25,12 +25,14 @@ echo "$wheel"
 echo "== every package file of the checkout is in the wheel"
 python3 "$repo/.ci/check_wheel_contents.py" "$repo" "$wheel"
 
-echo "== install it into a fresh venv (dependencies must already be satisfied: --no-index)"
+echo "== install it into a fresh venv; its declared dependencies must be satisfied (pip check)"
 python3 -m venv --system-site-packages "$work/venv"
 py="$work/venv/bin/python"
 # the venv's own old setuptools would hide the system's (torch needs setuptools >= 77)
 "$py" -m pip uninstall --quiet --yes setuptools
-"$py" -m pip install --quiet --no-index "$wheel"
+# --force-reinstall: an editable install in the system site-packages must not stand in for it
+"$py" -m pip install --quiet --no-index --force-reinstall --no-deps "$wheel"
+"$py" -m pip check
 
 mkdir "$work/run"
 cd "$work/run"
