@@ -24,8 +24,8 @@ from fasterrcnn.data.sampler import AspectRatioBatchSampler
 from fasterrcnn.data.shapes import SHAPE_CLASSES, ShapesDataset, ensure_shapes
 
 __all__ = [
-    "AspectRatioBatchSampler", "BadImagesError", "CocoDataset", "CombinedImdb", "CustomDataset", "Imdb",
-    "PascalVoc", "RoIBatchDataset", "SHAPE_CLASSES", "Sample", "ShapesDataset",
+    "AspectRatioBatchSampler", "BadImagesError", "CocoDataset", "CombinedImdb", "CustomDataset",
+    "Imdb", "PascalVoc", "RoIBatchDataset", "SHAPE_CLASSES", "Sample", "ShapesDataset",
     "TestImageDataset", "TrainBatch", "UnknownDatasetError", "VOC_CLASSES", "build_train_loader",
     "collate_batch", "combined_roidb", "ensure_shapes", "flip_entry", "get_imdb", "known_names",
     "prepare_test_image",
