@@ -28,6 +28,7 @@ from fasterrcnn.cli import (
     setup_logging,
 )
 from fasterrcnn.data import TestImageDataset, get_imdb
+from fasterrcnn.data.image import read_image
 from fasterrcnn.engine.inference import (
     detect_dataset,
     load_model_from_checkpoint,
@@ -116,9 +117,10 @@ def write_visualisations(imdb, all_boxes, classes, vis_dir: str, thresh: float) 
     os.makedirs(vis_dir, exist_ok=True)
     for i in range(len(imdb.image_index)):
         image_path = imdb.image_path_at(i)
-        image = cv2.imread(image_path)
-        if image is None:
-            LOGGER.warning("cannot read %s for --vis; skipped", image_path)
+        try:
+            image = read_image(image_path)
+        except OSError as err:
+            LOGGER.warning("%s: no --vis image", err)
             continue
         boxes, scores, labels = [], [], []
         for c in range(1, len(classes)):
