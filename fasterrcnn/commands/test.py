@@ -19,6 +19,7 @@ import sys
 
 import cv2
 
+from fasterrcnn.checkpoint import check_classes
 from fasterrcnn.cli import (
     DATASET_PRESETS,
     add_checkpoint_arguments,
@@ -72,9 +73,7 @@ def main(argv=None) -> int:
     model, cfg, classes = load_model_from_checkpoint(path, device, args.set_cfgs)
     imdb_name = args.imdb or (DATASET_PRESETS[args.dataset].test if args.dataset else cfg.DATASET.TEST)
     imdb = get_imdb(imdb_name, cfg.DATA_DIR, cfg=cfg)
-    if list(imdb.classes) != classes:
-        raise ValueError(f"{path} was trained on classes {classes}, but {imdb_name} has "
-                         f"{list(imdb.classes)}")
+    check_classes(classes, imdb.classes, path, f"the test set {imdb_name}")
     LOGGER.info("testing %s on %s (%d images) on %s", path, imdb_name, len(imdb.image_index), device)
 
     dataset = TestImageDataset(imdb, cfg)

@@ -35,6 +35,8 @@ class TrainConfig:
     DISPLAY: int = 10
     CHECKPOINT_EVERY_ITERS: int = 0
     NONFINITE_POLICY: str = "stop"
+    # A checkpoint whose model weights start a fresh run (same classes; "" for none).
+    INIT_WEIGHTS: str = ""
     # Images.
     SCALES: Tuple[int, ...] = (600,)
     MAX_SIZE: int = 1000

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
-from fasterrcnn.checkpoint import load_checkpoint
+from fasterrcnn.checkpoint import load_checkpoint, load_model_state
 from fasterrcnn.config import Config, apply_overrides, config_from_dict
 from fasterrcnn.model import FasterRCNN, build_model
 from fasterrcnn.rpn.boxes import clip_boxes
@@ -38,7 +38,7 @@ def load_model_from_checkpoint(path: str, device: str = "cpu", overrides: Sequen
     cfg = apply_overrides(config_from_dict(ckpt["config"], source=path), overrides)
     classes = list(ckpt["classes"])
     model = build_model(cfg, len(classes))
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], path)
     model.to(device).eval()
     return model, cfg, classes
 
