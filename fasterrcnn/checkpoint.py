@@ -99,8 +99,14 @@ def find_checkpoint(save_dir: PathLike, session: int, epoch: int, iteration: int
 
 def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
     """Write ``state`` to ``path`` atomically (temporary file in the same directory, fsync,
-    ``os.replace``). On any error the temporary file is removed, the error is re-raised and
-    an existing file at ``path`` is left as it was. The directory is created if missing."""
+    ``os.replace``). On any error the temporary file is removed and an existing file at
+    ``path`` is left as it was. The directory is created if missing; stale partial files of
+    interrupted saves in it are removed first (see the module docstring).
+
+    Raises:
+        CheckpointSaveError: the file could not be written; the message names ``path`` and the
+            OS error (its ``errno`` when there is one) with what to do.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
@@ -123,9 +129,10 @@ def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
         cause = _os_error_in(err)
         if cause is not None:
             advice = _SAVE_ADVICE.get(cause.errno, "")
-            raise CheckpointSaveError(
-                cause.errno, f"cannot save checkpoint {path}: {cause.strerror or cause}"
-                + (f" ({advice})" if advice else "")) from err
+            message = (f"cannot save checkpoint {path}: {cause.strerror or cause}"
+                       + (f" ({advice})" if advice else ""))
+            args = (message,) if cause.errno is None else (cause.errno, message)
+            raise CheckpointSaveError(*args) from err
         if isinstance(err, RuntimeError):
             raise CheckpointSaveError(f"cannot save checkpoint {path}: {err}") from err
         raise

@@ -187,3 +187,10 @@ def test_resume_and_test_with_other_classes_name_both_lists(run_checkpoint, tmp_
     with pytest.raises(CheckpointMismatchError, match=r"other\.pth: its weights do not fit"):
         test_net.main(["--checkpoint_path", other_path, "--output_dir", str(tmp_path / "t"),
                        "--quiet"])
+
+
+def test_os_error_without_errno_reads_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "save", _torch_like_failure(OSError("disk full")))
+    with pytest.raises(CheckpointSaveError) as info:
+        save_checkpoint(_state(), tmp_path / "y.pth")
+    assert str(info.value) == f"cannot save checkpoint {tmp_path / 'y.pth'}: disk full"
