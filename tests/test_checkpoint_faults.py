@@ -153,8 +153,13 @@ def test_resume_from_weights_only_says_how_to_start_from_them(run_checkpoint, tm
     message = str(info.value)
     assert weights_only in message and "no training state (no optimizer, scheduler" in message
     assert f"TRAIN.INIT_WEIGHTS {weights_only}" in message
+    (tmp_path / "b").mkdir()
+    left = tmp_path / "b" / f".faster_rcnn_1_1_3.pth.abcd1234{PARTIAL_SUFFIX}"
+    left.write_bytes(b"partial")
+    _age(left, 3600)
     fresh = build_training_run(apply_overrides(cfg, ["TRAIN.INIT_WEIGHTS", weights_only]),
                                output_dir=str(tmp_path / "b"), progress=False)
+    assert not left.exists()  # removed at the start of the run
     for key, value in full["model"].items():
         assert torch.equal(fresh.model.state_dict()[key], value), key
     assert fresh.state.global_step == 0
