@@ -15,18 +15,32 @@ fasterrcnn 0.1 (format 0) and is upgraded as it loads.
 Files are named as the reference names them, ``faster_rcnn_{session}_{epoch}_{iteration}.pth``,
 and are written atomically: a temporary file in the same directory, flushed and fsync'ed, then
 renamed over the target, so an interrupted save leaves any previous checkpoint intact.
+
+Temporary files are named ``.{name}.{random}.fasterrcnn-partial`` and locked (``flock``) while
+they are written.  A save killed mid-write leaves one behind; the next save into that directory
+(and the start of a training run) removes those that match the pattern, are not locked by a live
+writer and are older than :data:`STALE_AFTER_S` seconds: nothing else is ever deleted.  A failed
+save raises :class:`CheckpointSaveError` naming the path and the OS error (disk full, file too
+large, permission denied, ...).
 """
 
+import errno
 import logging
 import os
 import pickle
+import re
 import tempfile
+import time
 import zipfile
-from typing import Dict, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
 from fasterrcnn._version import __version__
+try:
+    import fcntl
+except ImportError:  # not POSIX: stale temporary files are left alone
+    fcntl = None
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +58,37 @@ REMOVED_CONFIG_KEYS = (("EXP_DIR",), ("TRAIN", "BBOX_REG"), ("TRAIN", "BBOX_NORM
 
 class CheckpointError(RuntimeError):
     """A checkpoint file exists but cannot be loaded (corrupt, truncated, or refused)."""
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written; the message names the path and the OS error."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint that cannot serve this purpose (no training state, other classes)."""
+
+
+PARTIAL_SUFFIX = ".fasterrcnn-partial"
+"""Suffix of the temporary file of a save in progress (see the module docstring)."""
+
+STALE_AFTER_S = 10.0
+"""A partial file must be at least this old (and unlocked) to be removed as stale."""
+
+_PARTIAL_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]+" + re.escape(PARTIAL_SUFFIX) + "$")
+
+_SAVE_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space or save to another disk",
+    errno.EDQUOT: "the disk quota is exceeded: free some space or save to another disk",
+    errno.EFBIG: "the file is larger than this file system allows (FAT32 stops at 4 GiB): "
+                 "save to another file system",
+    errno.EACCES: "permission denied: make the directory writable or save elsewhere",
+    errno.EPERM: "permission denied: make the directory writable or save elsewhere",
+    errno.EROFS: "the file system is read-only: save elsewhere",
+}
+
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "epoch", "iteration", "global_step", "rng",
+                       "images_per_step", "iters_per_epoch")
+"""Entries a checkpoint needs, besides ``model``, to resume a run exactly."""
 
 
 def checkpoint_name(session: int, epoch: int, iteration: int) -> str:
@@ -69,26 +114,148 @@ def find_checkpoint(save_dir: PathLike, session: int, epoch: int, iteration: int
 
 def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
     """Write ``state`` to ``path`` atomically (temporary file in the same directory, fsync,
-    ``os.replace``). On any error the temporary file is removed, the error is re-raised and
-    an existing file at ``path`` is left as it was. The directory is created if missing."""
+    ``os.replace``). On any error the temporary file is removed and an existing file at
+    ``path`` is left as it was. The directory is created if missing; stale partial files of
+    interrupted saves in it are removed first (see the module docstring).
+
+    Raises:
+        CheckpointSaveError: the file could not be written; the message names ``path`` and the
+            OS error (its ``errno`` when there is one) with what to do.
+    """
     path = os.fspath(path)
     state = {**state, FORMAT_KEY: CHECKPOINT_FORMAT, LIBRARY_KEY: __version__}
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = tempfile.NamedTemporaryFile(delete=False, dir=directory,
-                                      prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        remove_stale_partials(directory)
+        tmp = tempfile.NamedTemporaryFile(delete=False, dir=directory,
+                                          prefix=f".{os.path.basename(path)}.",
+                                          suffix=PARTIAL_SUFFIX)
         with tmp:
+            if fcntl is not None:
+                fcntl.flock(tmp.fileno(), fcntl.LOCK_EX)
             torch.save(state, tmp)
             tmp.flush()
             os.fsync(tmp.fileno())
-        os.replace(tmp.name, path)
-    except BaseException:
-        if os.path.exists(tmp.name):
+            os.replace(tmp.name, path)
+    except BaseException as err:
+        if tmp is not None and os.path.exists(tmp.name):
             os.unlink(tmp.name)
+        cause = _os_error_in(err)
+        if cause is not None:
+            advice = _SAVE_ADVICE.get(cause.errno, "")
+            message = (f"cannot save checkpoint {path}: {cause.strerror or cause}"
+                       + (f" ({advice})" if advice else ""))
+            args = (message,) if cause.errno is None else (cause.errno, message)
+            raise CheckpointSaveError(*args) from err
+        if isinstance(err, RuntimeError):
+            raise CheckpointSaveError(f"cannot save checkpoint {path}: {err}") from err
         raise
     _fsync_directory(directory)
     logger.debug("saved checkpoint %s", path)
+
+
+def _os_error_in(err: BaseException) -> Optional[OSError]:
+    """``err`` or the first OSError in its chain of causes (torch.save reports a failed write
+    as a RuntimeError whose context is the OSError)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def remove_stale_partials(directory: Union[str, os.PathLike]) -> List[str]:
+    """Delete the temporary files that interrupted saves left in ``directory``.
+
+    Only files named ``.{name}.{random}.fasterrcnn-partial`` that no live save holds locked
+    and that are older than :data:`STALE_AFTER_S` are removed (each is logged).  Returns their
+    paths.  Errors (a directory that does not exist, a file another process removes first)
+    are ignored: cleaning is best effort.
+    """
+    if fcntl is None:
+        return []
+    directory = os.fspath(directory)
+    try:
+        names = [n for n in os.listdir(directory) if _PARTIAL_NAME.match(n)]
+    except OSError:
+        return []
+    removed: List[str] = []
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            with open(path, "rb") as handle:
+                if time.time() - os.fstat(handle.fileno()).st_mtime < STALE_AFTER_S:
+                    continue
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # a save in progress holds it
+                size = os.fstat(handle.fileno()).st_size
+                os.unlink(path)
+        except OSError:
+            continue
+        logger.warning("removed %s (%d bytes), left by an interrupted checkpoint save", path,
+                       size)
+        removed.append(path)
+    return removed
+
+
+def check_resumable(ckpt: Dict[str, object], path: str) -> None:
+    """Raise :class:`CheckpointMismatchError` unless ``ckpt`` holds a whole training state."""
+    if "model" not in ckpt:
+        raise CheckpointMismatchError(
+            f"{path} is not a fasterrcnn checkpoint (it has no 'model' entry; its entries: "
+            f"{', '.join(sorted(map(str, ckpt))) or 'none'})")
+    missing = [key for key in TRAINING_STATE_KEYS if key not in ckpt]
+    if missing:
+        raise CheckpointMismatchError(
+            f"{path} holds model weights but no training state (no {', '.join(missing)}): it "
+            "cannot be resumed.  To train on from these weights, start a fresh run with "
+            f"--set TRAIN.INIT_WEIGHTS {path} (without --r / --resume_path): the optimizer, "
+            "schedule and data order then start anew")
+
+
+def check_classes(saved: Sequence[str], expected: Sequence[str], path: str, what: str) -> None:
+    """Raise :class:`CheckpointMismatchError` naming both lists when ``saved`` (the
+    checkpoint's classes) differ from ``expected`` (those of ``what``, e.g. "the dataset
+    voc_2007_trainval")."""
+    if list(saved) != list(expected):
+        raise CheckpointMismatchError(
+            f"{path} was trained on {len(saved)} classes {list(saved)}, but {what} has "
+            f"{len(expected)} classes {list(expected)}: use a checkpoint of the same classes "
+            "(same names, same order)")
+
+
+def load_weights(model: torch.nn.Module, path: str, classes: Sequence[str]) -> None:
+    """Copy a checkpoint's model weights into ``model`` (nothing else: a fresh start).
+
+    Accepts a checkpoint of :meth:`~fasterrcnn.engine.trainer.Trainer.save`, one with only
+    ``model`` (and ``classes``), or a bare state dict.  Its classes, when it names them, must
+    equal ``classes``.
+
+    Raises:
+        CheckpointMismatchError: other classes, or weights that do not fit ``model``.
+    """
+    ckpt = load_checkpoint(path)
+    if "classes" in ckpt:
+        check_classes(ckpt["classes"], classes, path, "this run's dataset")
+    load_model_state(model, ckpt.get("model", ckpt), path)
+    logger.info("model weights initialised from %s", path)
+
+
+def load_model_state(model: torch.nn.Module, state: Dict[str, object], path: str) -> None:
+    """``model.load_state_dict(state)``; a mismatch raises :class:`CheckpointMismatchError`
+    naming the checkpoint ``path`` instead of PyTorch's bare size-mismatch error."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointMismatchError(
+            f"{path}: its weights do not fit this model (another NET, backbone width, pooling "
+            f"or class count?): {err}") from err
 
 
 def _fsync_directory(directory: str) -> None:

@@ -17,7 +17,8 @@ import torch
 
 from fasterrcnn.config import Config
 from fasterrcnn.data import prepare_test_image
-from fasterrcnn.engine.inference import load_model_from_checkpoint
+from fasterrcnn.data.image import read_image
+from fasterrcnn.engine.inference import clip_to_original, load_model_from_checkpoint
 from fasterrcnn.model import FasterRCNN
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Any]
@@ -72,6 +73,7 @@ class Detector:
         rois, cls_prob, bbox_pred = self.model(im_data, im_info)
         detection = self.model.postprocess(rois, cls_prob, bbox_pred, im_info,
                                            score_thresh=score_thresh)[0]
+        detection = clip_to_original(detection, bgr.shape[0], bgr.shape[1])
         labels = detection["labels"].cpu().numpy().astype(np.int64)
         return {
             "boxes": detection["boxes"].cpu().numpy().astype(np.float32),
@@ -84,10 +86,7 @@ class Detector:
 def to_bgr_array(image: ImageInput) -> np.ndarray:
     """A BGR uint8 (H, W, 3) array from a path, a numpy array or a PIL image."""
     if isinstance(image, (str, os.PathLike)):
-        array = cv2.imread(os.fspath(image), cv2.IMREAD_COLOR)
-        if array is None:
-            raise FileNotFoundError(f"cannot read image file: {os.fspath(image)}")
-        return array
+        return read_image(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"numpy images must be uint8 (BGR), got {image.dtype}")

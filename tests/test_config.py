@@ -139,3 +139,31 @@ def test_removed_keys_are_unknown():
     for key in ("EXP_DIR", "TRAIN.BBOX_REG", "TRAIN.BBOX_NORMALIZE_TARGETS"):
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             load_config(None, [key, "true"])
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("1e-3", 0.001), ("5e-4", 0.0005), (".001", 0.001), ("1_000", 1000.0), ("1E-2", 0.01),
+    ("2", 2.0),
+])
+def test_numbers_parse_as_users_write_them(tmp_path, text, expected):
+    from_set = load_config(None, ["TRAIN.LEARNING_RATE", text])
+    path = tmp_path / "lr.yml"
+    path.write_text(f"TRAIN:\n  LEARNING_RATE: {text}\n  BBOX_NORMALIZE_STDS: [{text}, 1, 1, 1]\n")
+    from_yaml = load_config(str(path))
+    for cfg in (from_set, from_yaml):
+        assert cfg.TRAIN.LEARNING_RATE == expected
+        assert isinstance(cfg.TRAIN.LEARNING_RATE, float)
+    assert from_yaml.TRAIN.BBOX_NORMALIZE_STDS[0] == expected
+
+
+def test_integers_take_integral_spellings_only():
+    assert load_config(None, ["TRAIN.MAX_ITERS", "1e3"]).TRAIN.MAX_ITERS == 1000
+    assert load_config(None, ["TRAIN.MAX_ITERS", "1_000"]).TRAIN.MAX_ITERS == 1000
+    assert isinstance(load_config(None, ["TRAIN.MAX_ITERS", "2.0"]).TRAIN.MAX_ITERS, int)
+    for bad in ("1.5", "1e-3", "ten", "true"):
+        with pytest.raises(ConfigError, match=r"TRAIN\.MAX_ITERS expects an integer"):
+            load_config(None, ["TRAIN.MAX_ITERS", bad])
+    for bad in ("abc", "nan", "inf", "1e-3x", "yes"):
+        with pytest.raises(ConfigError, match=r"TRAIN\.LEARNING_RATE expects a number"):
+            load_config(None, ["TRAIN.LEARNING_RATE", bad])
+    assert load_config(None, ["DATA_DIR", "1e-3"]).DATA_DIR == "1e-3"  # strings stay strings

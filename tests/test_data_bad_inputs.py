@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fasterrcnn.config import load_config
-from fasterrcnn.data import RoIBatchDataset, combined_roidb, get_imdb
+from fasterrcnn.data import BadImagesError, RoIBatchDataset, combined_roidb, get_imdb
 from fasterrcnn.data import loader as loader_module
 from fasterrcnn.data.roidb import rank_roidb_ratio
 
@@ -121,11 +121,16 @@ def test_unreadable_or_missing_image_raises_naming_the_file(tmp_path):
 
 
 def test_image_size_mismatch_raises(tmp_path):
-    custom_tree(tmp_path, {"m": HEADER.format(w=100, h=80) + obj("a", 1, 1, 20, 20)
-                           + "</annotation>"}, size=(90, 80))
+    root = custom_tree(tmp_path, {"m": HEADER.format(w=100, h=80) + obj("a", 1, 1, 20, 20)
+                                  + "</annotation>"}, size=(90, 80))
     cfg = load_config(None, ["DATA_DIR", str(tmp_path), "DATASET.CLASSES", "[a, b]",
                              "TRAIN.SCALES", "[40]"])
+    with pytest.raises(BadImagesError, match="m.jpg: decoded size is 90x80 .* says 100x80"):
+        combined_roidb("custom_train", cfg)
+    image = str(root / "JPEGImages" / "m.jpg")
+    cv2.imwrite(image, np.full((80, 100, 3), 128, np.uint8))
     _, roidb, ratio_list, ratio_index = combined_roidb("custom_train", cfg)
+    cv2.imwrite(image, np.full((80, 90, 3), 128, np.uint8))  # changed after the check
     with pytest.raises(ValueError, match="m.jpg is 90x80 but its annotation says 100x80"):
         RoIBatchDataset(roidb, ratio_list, ratio_index, cfg, 1)[0]
 

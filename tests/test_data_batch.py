@@ -252,7 +252,7 @@ def test_test_image_dataset(tmp_path):
     cfg = raw_cfg("TEST.SCALES", "[20]")
     ds = loader_module.TestImageDataset(TinyImdb(), cfg)
     assert len(ds) == 1
-    im_data, im_info, index = ds[0]
-    assert index == 0 and tuple(im_data.shape) == (1, 3, 20, 40)
+    im_data, im_info, index, size = ds[0]
+    assert index == 0 and tuple(im_data.shape) == (1, 3, 20, 40) and size == (20, 40)
     np.testing.assert_array_equal(im_data[0, 0, 0].numpy(), np.arange(40))  # not flipped
     np.testing.assert_allclose(im_info.numpy(), [[20, 40, 1]])

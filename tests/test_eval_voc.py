@@ -44,10 +44,21 @@ def test_voc_ap_perfect_and_empty():
     assert voc_ap([], [], False) == 0.0
 
 
-def test_voc_ap_11_point_thresholds_are_exact_tenths():
-    # recall exactly 3/10 counts at t = 0, .1, .2, .3 -> 4/11 (np.arange's 0.30000000000000004
-    # would give 3/11)
-    assert voc_ap([3 / 10], [1.0], True) == pytest.approx(4 / 11, abs=1e-12)
+def test_voc_ap_11_point_thresholds_are_the_devkits_floats():
+    # the reference's thresholds np.arange(0., 1.1, 0.1) hold 0.30000000000000004: a recall of
+    # exactly 3/10 counts at t = 0, .1, .2 only -> 3/11; the exact k/10 variant also at .3 -> 4/11
+    assert voc_ap([3 / 10], [1.0], True) == pytest.approx(3 / 11, abs=1e-12)
+    assert voc_ap([3 / 10], [1.0], True, exact_07_thresholds=True) == \
+        pytest.approx(4 / 11, abs=1e-12)
+    # the same through voc_evaluate: 10 objects, 3 found by the only 3 detections
+    gts = np.array([[10.0 * i, 0, 10.0 * i + 5, 5] for i in range(10)])
+    ann = [dict(boxes=gts, gt_classes=np.ones(10, np.int64), difficult=np.zeros(10, bool))]
+    dets = [[np.hstack([gts[:3], np.ones((3, 1))])]]
+    classes = ["__background__", "a"]
+    assert voc_evaluate([[None]] + dets, ann, classes)["ap"]["a"] == \
+        pytest.approx(3 / 11, abs=1e-12)
+    assert voc_evaluate([[None]] + dets, ann, classes, exact_07_thresholds=True)["ap"]["a"] == \
+        pytest.approx(4 / 11, abs=1e-12)
 
 
 # ------------------------------------------------------------------- match_class_detections

@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from fasterrcnn.checkpoint import load_checkpoint
+from fasterrcnn.checkpoint import PARTIAL_SUFFIX, load_checkpoint
 from fasterrcnn.config import apply_overrides
 from fasterrcnn.engine.trainer import NonFiniteLossError
 from fasterrcnn.engine.training_run import build_training_run
@@ -58,7 +58,7 @@ def test_checkpoint_contents(tiny_cfg, tmp_path, one_thread):
     assert ckpt["epoch"] == 0 and ckpt["iteration"] == 2 and ckpt["global_step"] == 2
     assert ckpt["config"]["BACKBONE"]["WIDTH_MULT"] == 0.25
     assert set(ckpt["rng"]) == {"sampling", "torch"}
-    assert [n for n in os.listdir(tmp_path) if n.endswith(".tmp")] == []
+    assert [n for n in os.listdir(tmp_path) if n.endswith(PARTIAL_SUFFIX)] == []
 
 
 def _poison(trainer, at_call):

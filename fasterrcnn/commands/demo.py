@@ -1,7 +1,10 @@
 """Draw a detector's detections on every image of a folder (faster-rcnn.pytorch's demo.py).
 
 For each image IMG.ext in --image_dir it writes IMG_det.jpg (boxes, class names, scores) and
-IMG.json (the detections) to --output_dir.  Class names come from the checkpoint.
+IMG.json (the detections) to --output_dir.  Images that share a stem (x.jpg and x.png) keep their
+extension in the output names (x_jpg_det.jpg, x_png.json, ...), so no output overwrites another.
+Images are read by :func:`fasterrcnn.data.image.read_image` (EXIF orientation ignored, as in
+training and test_net).  Class names come from the checkpoint.
 
     python tools/demo.py --image_dir data/shapes/JPEGImages --checkpoint_path \
         models/res18/shapes/faster_rcnn_1_4_600.pth --output_dir output/demo
@@ -14,6 +17,8 @@ import json
 import logging
 import os
 import sys
+from collections import Counter
+from typing import List, Sequence
 
 import cv2
 
@@ -24,6 +29,7 @@ from fasterrcnn.cli import (
     resolve_checkpoint,
     setup_logging,
 )
+from fasterrcnn.data.image import read_image
 from fasterrcnn.detector import Detector
 from fasterrcnn.vis import draw_detections
 
@@ -54,6 +60,27 @@ def list_images(image_dir: str) -> list:
                   if name.lower().endswith(IMAGE_EXTENSIONS))
 
 
+def output_stems(image_paths: Sequence[str]) -> List[str]:
+    """The output name stem of each image: its file stem, or ``stem_ext`` for a stem that
+    several images share; a clash left after that (``x.jpg`` next to ``x_jpg.png``) gets a
+    counter, ``x_jpg_2``."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in image_paths]
+    shared = Counter(stems)
+    names: List[str] = []
+    taken = set()
+    for path, stem in zip(image_paths, stems):
+        name = stem
+        if shared[stem] > 1:
+            name = f"{stem}_{os.path.splitext(path)[1].lstrip('.')}"
+        unique, count = name, 1
+        while unique in taken:
+            count += 1
+            unique = f"{name}_{count}"
+        taken.add(unique)
+        names.append(unique)
+    return names
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
@@ -69,13 +96,13 @@ def main(argv=None) -> int:
         return 0
     os.makedirs(args.output_dir, exist_ok=True)
     written = 0
-    for image_path in images:
-        image = cv2.imread(image_path)
-        if image is None:
-            LOGGER.warning("cannot read %s; skipped", image_path)
+    for image_path, stem in zip(images, output_stems(images)):
+        try:
+            image = read_image(image_path)
+        except OSError as err:
+            LOGGER.warning("%s; skipped", err)
             continue
         result = detector.predict(image, score_thresh=args.thresh)
-        stem = os.path.splitext(os.path.basename(image_path))[0]
         drawn = draw_detections(image, result, class_names=detector.classes)
         cv2.imwrite(os.path.join(args.output_dir, f"{stem}_det.jpg"), drawn)
         records = [{"box": [round(float(v), 2) for v in box], "score": round(float(score), 4),

@@ -19,6 +19,7 @@ import sys
 
 import cv2
 
+from fasterrcnn.checkpoint import check_classes
 from fasterrcnn.cli import (
     DATASET_PRESETS,
     add_checkpoint_arguments,
@@ -28,6 +29,7 @@ from fasterrcnn.cli import (
     setup_logging,
 )
 from fasterrcnn.data import TestImageDataset, get_imdb
+from fasterrcnn.data.image import read_image
 from fasterrcnn.engine.inference import (
     detect_dataset,
     load_model_from_checkpoint,
@@ -72,9 +74,7 @@ def main(argv=None) -> int:
     preset_test = DATASET_PRESETS[args.dataset].test if args.dataset else cfg.DATASET.TEST
     imdb_name = args.imdb or preset_test
     imdb = get_imdb(imdb_name, cfg.DATA_DIR, cfg=cfg)
-    if list(imdb.classes) != classes:
-        raise ValueError(f"{path} was trained on classes {classes}, but {imdb_name} has "
-                         f"{list(imdb.classes)}")
+    check_classes(classes, imdb.classes, path, f"the test set {imdb_name}")
     LOGGER.info("testing %s on %s (%d images) on %s", path, imdb_name, len(imdb.image_index),
                 device)
 
@@ -118,9 +118,10 @@ def write_visualisations(imdb, all_boxes, classes, vis_dir: str, thresh: float) 
     os.makedirs(vis_dir, exist_ok=True)
     for i in range(len(imdb.image_index)):
         image_path = imdb.image_path_at(i)
-        image = cv2.imread(image_path)
-        if image is None:
-            LOGGER.warning("cannot read %s for --vis; skipped", image_path)
+        try:
+            image = read_image(image_path)
+        except OSError as err:
+            LOGGER.warning("%s: no --vis image", err)
             continue
         boxes, scores, labels = [], [], []
         for c in range(1, len(classes)):

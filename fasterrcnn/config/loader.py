@@ -3,11 +3,17 @@
 Precedence, lowest first: schema defaults, the YAML file's ``_BASE_`` chain, the YAML file,
 overrides.  Every key is checked against the schema and every value against the field's type;
 an unknown key or a wrong type raises :class:`ConfigError` naming the key and its source.
+
+Numbers are read as users write them where the schema expects one: YAML 1.1 leaves ``1e-3`` and
+``5e-4`` as strings (it needs ``1.0e-3``), so a string that Python reads as a finite number
+(``1e-3``, ``.001``, ``1_000``) is taken as that number; an integer field also takes an integral
+float (``1e3``, ``2.0``) but nothing with a fraction.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
@@ -143,6 +149,25 @@ def _deep_merge(base: Dict[str, Any], update: Mapping[str, Any]) -> Dict[str, An
     return merged
 
 
+def _as_number(value: Any) -> Optional[float]:
+    """``value`` as an int or a finite float when it is one or a string spelling one (see the
+    module docstring), else None.  Booleans are not numbers."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     """Check ``value`` against the type ``hint``; ints widen to floats, lists become tuples."""
     origin = typing.get_origin(hint)
@@ -158,13 +183,15 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key} expects true or false, got {value!r}")
         result = value
     elif hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _as_number(value)
+        if number is None or not float(number).is_integer():
             raise ConfigError(f"{source}: {key} expects an integer, got {value!r}")
-        result = value
+        result = int(number)
     elif hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        number = _as_number(value)
+        if number is None:
             raise ConfigError(f"{source}: {key} expects a number, got {value!r}")
-        result = float(value)
+        result = float(number)
     elif hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{source}: {key} expects a string, got {value!r}")

@@ -35,6 +35,8 @@ class TrainConfig:
     DISPLAY: int = 10
     CHECKPOINT_EVERY_ITERS: int = 0
     NONFINITE_POLICY: str = "stop"
+    # A checkpoint whose model weights start a fresh run (same classes; "" for none).
+    INIT_WEIGHTS: str = ""
     # Images.
     SCALES: Tuple[int, ...] = (600,)
     MAX_SIZE: int = 1000
@@ -128,6 +130,19 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class DataCheckConfig:
+    """The image check run when a training roidb is built (:mod:`fasterrcnn.data.image_check`).
+
+    ON_BAD_IMAGE is ``stop`` (one error listing every bad file and its problem) or ``skip``
+    (those images are left out of training, with a logged count).  WORKERS is the number of
+    decoding threads (0: the calling thread).  The result is cached next to the roidb cache.
+    """
+
+    ON_BAD_IMAGE: str = "stop"
+    WORKERS: int = 4
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration.  Attribute names follow the reference (upper case)."""
 
@@ -151,6 +166,7 @@ class Config:
     VGG: VGGConfig = field(default_factory=VGGConfig)
     BACKBONE: BackboneConfig = field(default_factory=BackboneConfig)
     DATASET: DatasetConfig = field(default_factory=DatasetConfig)
+    DATA_CHECK: DataCheckConfig = field(default_factory=DataCheckConfig)
 
 
 CHOICES = {
@@ -160,5 +176,6 @@ CHOICES = {
     "BACKBONE.STYLE": ("caffe", "pytorch"),
     "TRAIN.OPTIMIZER": ("sgd", "adam"),
     "TRAIN.NONFINITE_POLICY": ("stop", "skip"),
+    "DATA_CHECK.ON_BAD_IMAGE": ("stop", "skip"),
 }
 """Options restricted to a set of values; the loader rejects anything else by name."""

@@ -19,13 +19,13 @@ from fasterrcnn.data.loader import (
     prepare_test_image,
 )
 from fasterrcnn.data.pascal_voc import VOC_CLASSES, PascalVoc
-from fasterrcnn.data.roidb import combined_roidb, flip_entry
+from fasterrcnn.data.roidb import BadImagesError, combined_roidb, flip_entry
 from fasterrcnn.data.sampler import AspectRatioBatchSampler
 from fasterrcnn.data.shapes import SHAPE_CLASSES, ShapesDataset, ensure_shapes
 
 __all__ = [
-    "AspectRatioBatchSampler", "CocoDataset", "CombinedImdb", "CustomDataset", "Imdb",
-    "PascalVoc", "RoIBatchDataset", "SHAPE_CLASSES", "Sample", "ShapesDataset",
+    "AspectRatioBatchSampler", "BadImagesError", "CocoDataset", "CombinedImdb", "CustomDataset",
+    "Imdb", "PascalVoc", "RoIBatchDataset", "SHAPE_CLASSES", "Sample", "ShapesDataset",
     "TestImageDataset", "TrainBatch", "UnknownDatasetError", "VOC_CLASSES", "build_train_loader",
     "collate_batch", "combined_roidb", "ensure_shapes", "flip_entry", "get_imdb", "known_names",
     "prepare_test_image",

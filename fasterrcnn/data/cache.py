@@ -3,6 +3,9 @@
 The key hashes the dataset's name, its classes and image list, and the path, modification time
 and size of every file its annotations come from; any change gives a new key, so a stale cache
 is never read, and older caches of the same dataset are deleted when a new one is written.
+
+The image check's result (:func:`cached_image_problems`) is cached the same way next to it,
+keyed by the path, modification time and size of every image and the annotated sizes.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import hashlib
 import json
 import logging
 import os
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
+
+from fasterrcnn.data.image_check import ImageProblem, check_image_files
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,39 @@ def load_or_build(cache_dir: str, name: str, key: str,
     except OSError as err:
         logger.warning("%s: cannot write cache %s (%s)", name, path, err)
     return roidb
+
+
+def cached_image_problems(cache_dir: str, name: str, paths: Sequence[str],
+                          sizes: Sequence[Tuple[int, int]], workers: int) -> List[ImageProblem]:
+    """:func:`~fasterrcnn.data.image_check.check_image_files` of ``paths`` against the
+    annotated (width, height) ``sizes``, read from ``cache_dir/{name}_image_check_{key}.npz``
+    when no image and no size changed since it was written, else computed and written there."""
+    sizes = [(int(w), int(h)) for w, h in sizes]
+    key = cache_key([name, file_fingerprint(paths), sizes])
+    path = os.path.join(cache_dir, f"{name}_image_check_{key}.npz")
+    if os.path.exists(path):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return [ImageProblem(str(p), str(q)) for p, q in zip(data["path"],
+                                                                     data["problem"])]
+        except (OSError, ValueError, KeyError) as err:
+            logger.warning("%s: unreadable image check cache %s (%s): checking again", name,
+                           path, err)
+    logger.info("%s: checking %d images (decoding each once; cached afterwards)", name,
+                len(paths))
+    problems = check_image_files(paths, sizes, workers=workers)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = f"{path[:-4]}.tmp{os.getpid()}.npz"
+        np.savez(tmp, path=np.array([p.path for p in problems], dtype=np.str_),
+                 problem=np.array([p.problem for p in problems], dtype=np.str_))
+        os.replace(tmp, path)
+        for old in glob.glob(os.path.join(cache_dir, f"{glob.escape(name)}_image_check_*.npz")):
+            if old != path:
+                os.remove(old)
+    except OSError as err:
+        logger.warning("%s: cannot write image check cache %s (%s)", name, path, err)
+    return problems
 
 
 def _save(path: str, roidb: List[Dict[str, object]]) -> None:

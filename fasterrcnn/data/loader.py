@@ -84,12 +84,18 @@ def prepare_test_image(image_bgr: np.ndarray, cfg: Config) -> Tuple[torch.Tensor
     Returns:
         im_data (1,3,h,w) float32 normalised; im_info (1,3) float32 [h, w, scale].  Boxes
         predicted on it are divided by ``scale`` to return to the original pixels.
+
+    Raises:
+        ValueError: the image is not (H,W,3) / (H,W), or has no pixels (0 x W or H x 0).
     """
     image = np.asarray(image_bgr)
     if image.ndim == 2:
         image = np.repeat(image[:, :, None], 3, axis=2)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H,W,3) BGR image, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"the image is empty ({image.shape[1]}x{image.shape[0]} pixels): "
+                         "there is nothing to detect objects in")
     scale = image_scale(image.shape[0], image.shape[1], cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE)
     data = resize_normalize(image, scale, cfg.PIXEL_MEANS, cfg.PIXEL_STDS)
     im_data = torch.from_numpy(np.ascontiguousarray(data.transpose(2, 0, 1)))[None]
@@ -100,9 +106,10 @@ def prepare_test_image(image_bgr: np.ndarray, cfg: Config) -> Tuple[torch.Tensor
 class TestImageDataset(Dataset):
     """The imdb's images in ``image_index`` order (no flips) for testing.
 
-    ``dataset[i]`` -> (im_data (1,3,h,w), im_info (1,3), i) as :func:`prepare_test_image`;
-    use it with ``DataLoader(dataset, batch_size=None, ...)``.  An unreadable image raises
-    OSError naming the file.
+    ``dataset[i]`` -> (im_data (1,3,h,w), im_info (1,3), i, (height, width)) as
+    :func:`prepare_test_image`, with the original image's size (to clip boxes to it); use it
+    with ``DataLoader(dataset, batch_size=None, ...)``.  An unreadable image raises OSError
+    naming the file.
     """
 
     __test__ = False  # not a pytest test class
@@ -114,6 +121,7 @@ class TestImageDataset(Dataset):
     def __len__(self) -> int:
         return self.imdb.num_images
 
-    def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor, int]:
-        im_data, im_info = prepare_test_image(read_image(self.imdb.image_path_at(i)), self.cfg)
-        return im_data, im_info, i
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor, int, Tuple[int, int]]:
+        image = read_image(self.imdb.image_path_at(i))
+        im_data, im_info = prepare_test_image(image, self.cfg)
+        return im_data, im_info, i, (image.shape[0], image.shape[1])

@@ -8,7 +8,11 @@ For training (``combined_roidb(..., training=True)``):
   ``x1' = W - x2 - 1``, ``x2' = W - x1 - 1`` (0-based, +1 convention); the image itself is
   flipped when it is loaded;
 * entries whose image file is missing or whose size is unknown are left out (a warning each),
-  and so are entries without boxes (one log line with the count).
+  and so are entries without boxes (one log line with the count);
+* every remaining image is decoded once (:mod:`.image_check`, cached next to the roidb cache):
+  truncated, corrupt or empty files and files whose size disagrees with the annotation stop
+  the run with one :class:`BadImagesError` listing each file and its problem, or, with
+  ``DATA_CHECK.ON_BAD_IMAGE skip``, are left out (a warning each and a count).
 
 Every entry gets an aspect ratio ``width / height`` clamped to ``[TRAIN.ASPECT_RATIO_MIN,
 TRAIN.ASPECT_RATIO_MAX]``; ``need_crop`` marks those outside.  ``ratio_index`` sorts the
@@ -24,12 +28,19 @@ from typing import Dict, List, Sequence, Tuple, Union
 import numpy as np
 
 from fasterrcnn.config import Config
+from fasterrcnn.data.cache import cached_image_problems
 from fasterrcnn.data.factory import get_imdb
+from fasterrcnn.data.image_check import format_problems
 from fasterrcnn.data.imdb import CombinedImdb, Imdb
+from fasterrcnn.data.validate import IssueLog
 
 logger = logging.getLogger(__name__)
 
 Entry = Dict[str, object]
+
+
+class BadImagesError(ValueError):
+    """Images of a training set that cannot be decoded as annotated; the message lists them."""
 
 
 def flip_entry(entry: Entry) -> Entry:
@@ -58,6 +69,7 @@ def training_roidb(imdb: Imdb, cfg: Config) -> List[Entry]:
             entry = dict(entry, boxes=entry["boxes"][keep], gt_classes=entry["gt_classes"][keep],
                          difficult=entry["difficult"][keep])
         entries.append(entry)
+    entries = drop_bad_images(imdb, entries, cfg)
     with_boxes = [e for e in entries if len(e["boxes"]) > 0]
     if len(with_boxes) < len(entries):
         logger.info("%s: %d of %d images have no (usable) boxes: left out of training",
@@ -72,6 +84,33 @@ def training_roidb(imdb: Imdb, cfg: Config) -> List[Entry]:
     logger.info("%s: %d training entries (%d images left out as missing)", imdb.name,
                 len(with_boxes), missing)
     return with_boxes
+
+
+def drop_bad_images(imdb: Imdb, entries: List[Entry], cfg: Config) -> List[Entry]:
+    """``entries`` without the images that fail the image check (see the module docstring).
+
+    Raises:
+        BadImagesError: some image failed and ``DATA_CHECK.ON_BAD_IMAGE`` is ``stop``.
+    """
+    problems = cached_image_problems(os.path.join(imdb.data_dir, "cache"), imdb.name,
+                                     [e["image"] for e in entries],
+                                     [(e["width"], e["height"]) for e in entries],
+                                     cfg.DATA_CHECK.WORKERS)
+    if not problems:
+        return entries
+    if cfg.DATA_CHECK.ON_BAD_IMAGE == "stop":
+        raise BadImagesError(
+            f"{imdb.name}: {len(problems)} of {len(entries)} images cannot be used for "
+            f"training:\n{format_problems(problems)}\nfix or remove them, or set "
+            "DATA_CHECK.ON_BAD_IMAGE skip to leave them out")
+    issues = IssueLog(imdb.name, log=logger)
+    for problem in problems:
+        issues.warn(f"{problem.path}: {problem.problem}: left out of training")
+    issues.summary()
+    logger.warning("%s: %d of %d images failed the image check and are left out of training",
+                   imdb.name, len(problems), len(entries))
+    bad = {p.path for p in problems}
+    return [e for e in entries if e["image"] not in bad]
 
 
 def eval_roidb(imdb: Imdb) -> List[Entry]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from fasterrcnn.checkpoint import load_checkpoint
+from fasterrcnn.checkpoint import load_checkpoint, load_model_state
 from fasterrcnn.config import Config, apply_overrides, config_from_dict
 from fasterrcnn.model import FasterRCNN, build_model
+from fasterrcnn.rpn.boxes import clip_boxes
 
 LOGGER = logging.getLogger(__name__)
 
@@ -37,9 +38,22 @@ def load_model_from_checkpoint(path: str, device: str = "cpu", overrides: Sequen
     cfg = apply_overrides(config_from_dict(ckpt["config"], source=path), overrides)
     classes = list(ckpt["classes"])
     model = build_model(cfg, len(classes))
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], path)
     model.to(device).eval()
     return model, cfg, classes
+
+
+def clip_to_original(detection: Dict[str, Any], height: int, width: int) -> Dict[str, Any]:
+    """``detection`` with its ``boxes`` (n, 4) clipped to the original ``height x width`` image:
+    x to ``[0, width - 1]``, y to ``[0, height - 1]`` (+1 convention).
+
+    Boxes come back from the resized image divided by its scale; on an image scaled up for
+    inference, ``(resized_width - 1) / scale`` lies up to ``1 - 1 / scale`` px past the last
+    pixel, so they are clipped again in original pixels.
+    """
+    boxes = detection["boxes"]
+    size = torch.tensor([[height, width, 1.0]], dtype=boxes.dtype, device=boxes.device)
+    return dict(detection, boxes=clip_boxes(boxes.unsqueeze(0), size)[0])
 
 
 def detections_to_class_arrays(detection: dict, num_classes: int) -> List[np.ndarray]:
@@ -59,8 +73,10 @@ def detect_dataset(model: FasterRCNN, dataset: torch.utils.data.Dataset, device:
                    num_workers: int = 0, progress: bool = True) -> Tuple[AllBoxes, float]:
     """Run the model on every image of a test dataset.
 
-    ``dataset[k]`` gives (im_data (1,3,h,w), im_info (1,3), image index).  Returns all_boxes and
-    the images per second of the whole pass (loading included).
+    ``dataset[k]`` gives (im_data (1,3,h,w), im_info (1,3), image index, (height, width) of the
+    original image), as :class:`~fasterrcnn.data.TestImageDataset`; boxes are clipped to the
+    original image (:func:`clip_to_original`).  Returns all_boxes and the images per second of
+    the whole pass (loading included).
     """
     model.eval()
     num_classes = model.num_classes
@@ -74,10 +90,11 @@ def detect_dataset(model: FasterRCNN, dataset: torch.utils.data.Dataset, device:
 
         loader = tqdm(loader, total=num_images, desc="detect", mininterval=2.0, leave=False)
     started = time.perf_counter()
-    for im_data, im_info, index in loader:
+    for im_data, im_info, index, (height, width) in loader:
         im_data, im_info = im_data.to(device), im_info.to(device)
         rois, cls_prob, bbox_pred = model(im_data, im_info)
         detection = model.postprocess(rois, cls_prob, bbox_pred, im_info)[0]
+        detection = clip_to_original(detection, int(height), int(width))
         for c, boxes in enumerate(detections_to_class_arrays(detection, num_classes)):
             all_boxes[c][int(index)] = boxes
     seconds = time.perf_counter() - started

@@ -18,7 +18,14 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from fasterrcnn.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
+from fasterrcnn.checkpoint import (
+    check_classes,
+    check_resumable,
+    checkpoint_name,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+)
 from fasterrcnn.config import Config, config_to_dict
 from fasterrcnn.engine.distributed import DistInfo, all_ranks_true
 from fasterrcnn.engine.optim import build_optimizer, build_scheduler
@@ -102,7 +109,10 @@ class Trainer:
     def resume(self, path: str) -> None:
         """Load a checkpoint written by :meth:`save` and continue from its position."""
         ckpt = load_checkpoint(path, map_location="cpu")
-        self.model.load_state_dict(ckpt["model"])
+        check_resumable(ckpt, path)
+        check_classes(ckpt.get("classes", self.classes), self.classes, path,
+                      f"this run's dataset {self.cfg.DATASET.TRAIN}")
+        load_model_state(self.model, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.state = TrainState(epoch=ckpt["epoch"], batch=ckpt["iteration"],

@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from fasterrcnn.checkpoint import load_weights, remove_stale_partials
 from fasterrcnn.config import Config, dump_config
 from fasterrcnn.data import build_train_loader, combined_roidb
 from fasterrcnn.engine.distributed import DistInfo
@@ -32,7 +33,8 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
         dist_info: rank and world size when launched by torchrun.
         multi_gpu: wrap in DataParallel over every visible GPU (single process).
         amp: mixed precision.
-        resume: a checkpoint to continue from.
+        resume: a checkpoint to continue from (a whole training state; for weights alone,
+            ``TRAIN.INIT_WEIGHTS`` starts a fresh run from them).
         start_epoch: 1-based epoch where a fresh run's schedule starts (ignored when resuming).
     """
     if dist_info.enabled and torch.device(device).type == "cuda":
@@ -42,6 +44,8 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
                 len(roidb), imdb.num_classes)
     torch.manual_seed(cfg.RNG_SEED)
     model = build_model(cfg, imdb.num_classes)
+    if cfg.TRAIN.INIT_WEIGHTS and resume is None:
+        load_weights(model, cfg.TRAIN.INIT_WEIGHTS, imdb.classes)
     model.generator.manual_seed(cfg.RNG_SEED + dist_info.rank)
     torch.manual_seed(cfg.RNG_SEED + dist_info.rank)
     model.to(device)
@@ -67,6 +71,7 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
         trainer.start_at_epoch(start_epoch - 1)
     if dist_info.is_main:
         os.makedirs(output_dir, exist_ok=True)
+        remove_stale_partials(output_dir)
         config_path = os.path.join(output_dir, f"config_{session}.yml")
         with open(config_path, "w", encoding="utf-8") as handle:
             handle.write(dump_config(cfg))

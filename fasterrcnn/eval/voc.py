@@ -15,14 +15,16 @@ Matching follows the VOC devkit (py-faster-rcnn ``voc_eval``):
 * a match to a box already taken by a higher-scoring detection is a false positive, as is a
   detection without a match.
 
-Deviations from the reference, both deliberate:
+The 11 recall thresholds of the VOC2007 metric are the reference's floats
+``np.arange(0., 1.1, 0.1)`` (py-faster-rcnn and faster-rcnn.pytorch ``voc_eval``): 0.3, 0.6 and
+0.7 are ``0.30000000000000004``, ``0.6000000000000001`` and ``0.7000000000000001`` there, so a
+recall of exactly 3/10 does not count at the threshold 0.3, and numbers match published tables.
+``exact_07_thresholds=True`` uses the exact decimals ``k / 10`` instead (a named variant, not
+the default).
 
-* the 11 recall thresholds of the VOC2007 metric are exactly ``k / 10``; the reference builds
-  them with ``np.arange(0, 1.1, 0.1)`` whose floats 0.3, 0.6 and 0.7 lie slightly above the
-  decimal, so a recall of exactly 3/10 would not count at the threshold 0.3 there;
-* a class without any non-difficult ground truth has no defined AP (the reference divides by
-  zero): its AP and recall are reported as ``nan``, it is left out of the mAP, and a warning is
-  logged.
+One deviation from the reference, deliberate: a class without any non-difficult ground truth
+has no defined AP (the reference divides by zero): its AP and recall are reported as ``nan``, it
+is left out of the mAP, and a warning is logged.
 """
 
 import logging
@@ -35,16 +37,25 @@ logger = logging.getLogger(__name__)
 
 _EPS = np.finfo(np.float64).eps
 
+VOC07_THRESHOLDS = np.arange(0.0, 1.1, 0.1)
+"""The reference's 11 recall thresholds (floats of ``np.arange``, see the module docstring)."""
 
-def voc_ap(rec: Sequence[float], prec: Sequence[float], use_07_metric: bool = True) -> float:
+EXACT_VOC07_THRESHOLDS = np.array([k / 10.0 for k in range(11)])
+"""The exact decimals ``k / 10``, for ``exact_07_thresholds=True``."""
+
+
+def voc_ap(rec: Sequence[float], prec: Sequence[float], use_07_metric: bool = True,
+           exact_07_thresholds: bool = False) -> float:
     """Average precision from a precision/recall curve.
 
     Args:
         rec: (K,) cumulative recall after each detection, in score order (non-decreasing).
         prec: (K,) cumulative precision after each detection.
-        use_07_metric: True for the VOC2007 11-point interpolated AP (mean over
-            t in {0, 0.1, ..., 1} of the largest precision at recall >= t, 0 where no recall
-            reaches t); False for the area under the monotone precision envelope (VOC2010+).
+        use_07_metric: True for the VOC2007 11-point interpolated AP (mean over the 11
+            thresholds t of the largest precision at recall >= t, 0 where no recall reaches
+            t); False for the area under the monotone precision envelope (VOC2010+).
+        exact_07_thresholds: with the 11-point AP, thresholds ``k / 10`` exactly instead of
+            the reference's ``np.arange(0., 1.1, 0.1)``.
 
     Returns:
         The AP as a Python float (0.0 for an empty curve).
@@ -56,9 +67,10 @@ def voc_ap(rec: Sequence[float], prec: Sequence[float], use_07_metric: bool = Tr
     if rec.size == 0:
         return 0.0
     if use_07_metric:
+        thresholds = EXACT_VOC07_THRESHOLDS if exact_07_thresholds else VOC07_THRESHOLDS
         total = 0.0
-        for k in range(11):
-            reached = rec >= k / 10.0
+        for t in thresholds:
+            reached = rec >= t
             total += float(prec[reached].max()) if reached.any() else 0.0
         return total / 11.0
     mrec = np.concatenate(([0.0], rec, [1.0]))
@@ -155,6 +167,7 @@ def voc_evaluate(
     classes: Sequence[str],
     use_07_metric: bool = True,
     iou_thresh: float = 0.5,
+    exact_07_thresholds: bool = False,
 ) -> Dict[str, object]:
     """Per-class AP and mAP of detections on a VOC-style set.
 
@@ -167,6 +180,7 @@ def voc_evaluate(
         classes: class names, classes[0] == '__background__'.
         use_07_metric: VOC2007 11-point AP (True) or area under the envelope (False).
         iou_thresh: match when IoU (+1 convention) is strictly greater than this.
+        exact_07_thresholds: see :func:`voc_ap`.
 
     Returns:
         dict(ap={name: float}, map=float, recall={name: float}); recall is the final recall of
@@ -205,7 +219,7 @@ def voc_evaluate(
         fp_cum = np.cumsum(fp)
         rec = tp_cum / float(npos)
         prec = tp_cum / np.maximum(tp_cum + fp_cum, _EPS)
-        ap[name] = voc_ap(rec, prec, use_07_metric)
+        ap[name] = voc_ap(rec, prec, use_07_metric, exact_07_thresholds)
         recall[name] = float(rec[-1]) if rec.size else 0.0
     if missing:
         logger.warning("classes without non-difficult ground truth (AP nan, left out of mAP): %s",
