@@ -155,7 +155,8 @@ def suggest_anchors(widths: np.ndarray, heights: np.ndarray, stride: int,
                     positive_overlap: float, target: float = 0.95, min_iou: float = 0.5,
                     max_boxes: int = 20000, seed: int = 0) -> AnchorSuggestion:
     """Anchor scales and ratios with the fewest anchors that give at least ``target`` of the
-    boxes a best shape-only IoU ``>= min_iou`` (the best coverage found when none does).
+    boxes a best shape-only IoU ``>= min_iou``, and among those the most boxes an IoU
+    ``>= positive_overlap`` (the best coverage at ``min_iou`` found when none reaches it).
 
     Candidates: ratio sets (the reference's 0.5/1/2, 1 or 5 ratios, 1, 3 or 5 quantiles of the
     boxes' height / width) times geometric scale series (factor 2 or sqrt 2 between scales,
@@ -172,9 +173,11 @@ def suggest_anchors(widths: np.ndarray, heights: np.ndarray, stride: int,
     best_key, best = None, None
     for ratios in _ratio_candidates(h / w):
         for scales in _scale_candidates(np.sqrt(w * h), stride):
-            cover = float((best_anchor_iou(w, h, anchor_shapes(stride, scales, ratios))
-                           >= min_iou).mean())
-            key = (cover >= target, -len(scales) * len(ratios) if cover >= target else 0, cover)
+            iou = best_anchor_iou(w, h, anchor_shapes(stride, scales, ratios))
+            cover = float((iou >= min_iou).mean())
+            reached = cover >= target
+            key = (reached, -len(scales) * len(ratios) if reached else 0,
+                   float((iou >= positive_overlap).mean()) if reached else cover)
             if best_key is None or key > best_key:
                 best_key, best = key, (scales, ratios)
     scales, ratios = best
