@@ -1,4 +1,4 @@
-"""Check a dataset before training, or write the shapes set as COCO / CSV / VOC; see fasterrcnn/commands/data.py."""
+"""Check a dataset, or write the shapes set as COCO / CSV / VOC; see fasterrcnn/commands/data.py."""
 
 import sys
 
