@@ -121,7 +121,7 @@ def test_check_command_reports_bad_input(tmp_path, capsys):
     argv = ["check", "--dataset", "csv", "--train-data", str(tmp_path / "labels.csv"),
             "--out", str(out), "--num_images", "2", "--workers", "0",
             "--set", "TRAIN.SCALES", "[60]", "TRAIN.MAX_SIZE", "1000", "DATA_DIR",
-            str(tmp_path / "data")]
+            str(tmp_path / "data"), "MAX_NUM_GT_BOXES", "1"]
     assert data_cmd.main(argv) == 1
     text = capsys.readouterr().out
     report = json.loads((out / "path_train_report.json").read_text())
@@ -132,6 +132,7 @@ def test_check_command_reports_bad_input(tmp_path, capsys):
     assert any("labels.csv (b.jpg): box 0 (cat)" in m and m.endswith("skipped")
                for m in report["annotations_dropped"])
     assert report["images_without_boxes"] == [str(tmp_path / "b.jpg")]
+    assert report["images_over_max_num_gt_boxes"] == [str(tmp_path / "a.jpg")]
     assert "c.jpg: truncated or corrupt" in text and "### Anchor fit" in text
     total = report["anchor_fit"][-1]
     assert total["boxes"] == 3 and total["high"] is None

@@ -4,7 +4,7 @@
 ``--train_data`` / ``--test_data`` a COCO json, VOC folder or CSV list by path) print
 
 * a table of images, boxes and images per class, images without boxes, box sizes after the
-  training resize, box and image aspect ratios;
+  training resize, box and image aspect ratios, images with more than MAX_NUM_GT_BOXES boxes;
 * the bad input: images that are missing, truncated or corrupt or whose size differs from the
   annotation (every file is decoded), boxes repaired (clipped) or dropped and other skipped
   annotations, each with its file;
@@ -112,6 +112,8 @@ def check_set(name: str, cfg: Config, args: argparse.Namespace) -> dict:
         "box_size_after_resize": quantiles(np.sqrt(widths * heights)),
         "box_aspect_h_over_w": stats.box_aspect, "image_aspect_w_over_h": stats.image_aspect,
         "images_outside_ratio_range": stats.images_outside_ratio,
+        "images_over_max_num_gt_boxes": [str(e["image"]) for e in roidb
+                                         if len(e["boxes"]) > cfg.MAX_NUM_GT_BOXES],
         "bad_images": [{"path": p.path, "problem": p.problem} for p in problems],
         "boxes_repaired": warnings.repaired, "annotations_dropped": warnings.dropped,
         "other_warnings": warnings.other,
@@ -177,6 +179,9 @@ def format_report(report: dict, cfg: Config) -> str:
     lines += _listed("boxes or annotations dropped", report["annotations_dropped"])
     lines += _listed("other warnings", report["other_warnings"])
     lines += _listed("images without boxes (left out of training)", without)
+    lines += _listed(f"images with more than MAX_NUM_GT_BOXES={cfg.MAX_NUM_GT_BOXES} boxes (a "
+                     "random subset of that many is trained on each time)",
+                     report["images_over_max_num_gt_boxes"])
     positive = cfg.TRAIN.RPN_POSITIVE_OVERLAP
     lines += ["", "### Anchor fit", "",
               f"ANCHOR_SCALES {list(cfg.ANCHOR_SCALES)}, ANCHOR_RATIOS "
