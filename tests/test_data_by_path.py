@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fasterrcnn.cli import add_config_arguments, build_config
 from fasterrcnn.config import load_config
 from fasterrcnn.data import get_imdb
 from fasterrcnn.data.by_path import detect_format
@@ -289,3 +290,21 @@ def test_shapes_exports_agree_across_formats(tmp_path):
         assert os.path.isfile(imdb.image_path_at(3))
     assert boxes["voc"] == boxes["coco"] == boxes["csv"]
     assert sum(len(b) for b, _ in boxes["voc"]) > 4
+
+
+def test_path_flags_set_the_dataset_keys():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    args = parser.parse_args(["--dataset", "csv", "--train-data", "a.csv", "--test_data", "b.csv",
+                              "--image-root", "imgs", "--classes_file", "c.txt", "--set",
+                              "DATASET.SPLIT_SEED", "5"])
+    ds = build_config(args).DATASET
+    assert (ds.TRAIN, ds.TEST, ds.FORMAT) == ("path_train", "path_test", "csv")
+    assert (ds.TRAIN_PATH, ds.TEST_PATH, ds.IMAGE_ROOT) == ("a.csv", "b.csv", "imgs")
+    assert (ds.CLASSES_FILE, ds.VAL_FRACTION, ds.SPLIT_SEED) == ("c.txt", 0.0, 5)
+    args = parser.parse_args(["--dataset", "coco_json", "--val-fraction", "0.25", "--format",
+                              "auto"])
+    ds = build_config(args).DATASET
+    assert (ds.FORMAT, ds.VAL_FRACTION) == ("auto", 0.25)

@@ -127,8 +127,8 @@ class DatasetConfig:
     file; IMAGE_ROOT when empty) is the folder image paths are relative to; empty means the
     annotation file's folder (VOC: its JPEGImages).  With no TEST_PATH, ``path_test`` is a
     held-out VAL_FRACTION of TRAIN_PATH's images, drawn with SPLIT_SEED (and ``path_train`` the
-    rest).  CLASSES_FILE / CLASSES fix the class list and its order (CSV: ``name,id`` rows or
-    one name per line); otherwise class names come from the data.
+    rest).  CLASSES_FILE (for these: one name per line or ``name,id`` rows) or CLASSES fix the
+    class list and its order; otherwise class names come from the data.
     """
 
     TRAIN: str = "voc_2007_trainval"

@@ -102,18 +102,15 @@ class _Collector(logging.Handler):
 
 @contextlib.contextmanager
 def collect_data_warnings(sink: DataWarnings) -> Iterator[DataWarnings]:
-    """Route the warnings of the ``fasterrcnn.data`` loggers into ``sink`` (instead of the
-    log) inside the ``with`` block."""
+    """Also send the warnings of the ``fasterrcnn.data`` loggers to ``sink`` inside the
+    ``with`` block (they still reach the log)."""
     log = logging.getLogger("fasterrcnn.data")
     handler = _Collector(sink)
-    propagate = log.propagate
     log.addHandler(handler)
-    log.propagate = False
     try:
         yield sink
     finally:
         log.removeHandler(handler)
-        log.propagate = propagate
 
 
 def contact_sheet(roidb: Sequence[Mapping[str, object]], classes: Sequence[str],
