@@ -172,6 +172,11 @@ def test_read_class_list_forms(tmp_path):
     assert read_class_list(str(p)) == ("small car", "bus")
     p.write_text('b,1\n"a, x",0\n')
     assert read_class_list(str(p)) == ("a, x", "b")
+    p.write_text("cat,\r\ndog\r\n")  # trailing comma, CRLF
+    assert read_class_list(str(p)) == ("cat", "dog")
+    p.write_text("a,0,x\n")
+    with pytest.raises(ValueError, match="c.txt:1"):
+        read_class_list(str(p))
     p.write_text("a,0\nb\n")
     with pytest.raises(ValueError, match="c.txt:2"):
         read_class_list(str(p))
@@ -308,3 +313,24 @@ def test_path_flags_set_the_dataset_keys():
                               "auto"])
     ds = build_config(args).DATASET
     assert (ds.FORMAT, ds.VAL_FRACTION) == ("auto", 0.25)
+
+
+def test_coco_category_id_zero_with_annotations_is_a_class(tmp_path):
+    image(tmp_path / "a.jpg", 50, 40)
+    data = {"images": [{"id": 0, "file_name": "a.jpg", "width": 50, "height": 40}],
+            "categories": [{"id": 0, "name": "cat"}, {"id": 3, "name": "dog"}],
+            "annotations": [{"id": 1, "image_id": 0, "category_id": 0, "bbox": [2, 3, 20, 10]},
+                            {"id": 2, "image_id": 0, "category_id": 3, "bbox": [25, 5, 20, 30]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(data))
+    cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(tmp_path / "ann.json"))
+    imdb = get_imdb("path_train", cfg.DATA_DIR, cfg)
+    assert imdb.classes == ("__background__", "cat", "dog")
+    assert imdb.label_to_category_id == {1: 0, 2: 3} and imdb.image_ids == [0]
+    gt = imdb.gt_roidb()[0]
+    np.testing.assert_array_equal(gt["boxes"], [[2, 3, 21, 12], [25, 5, 44, 34]])
+    assert gt["gt_classes"].tolist() == [1, 2]
+    all_boxes = [[np.zeros((0, 5), np.float32)],
+                 [np.array([[2, 3, 21, 12, 0.9]], np.float32)],
+                 [np.array([[0, 0, 10, 10, 0.5]], np.float32)]]  # the dog is missed
+    stats = coco_evaluate(all_boxes, imdb.coco, imdb.image_ids, imdb.label_to_category_id)
+    assert stats["AP"] == pytest.approx(0.5)  # cat AP 1, dog AP 0

@@ -33,9 +33,13 @@ def read_class_list(path: str) -> Tuple[str, ...]:
     with open(path, "r", encoding="utf-8-sig", newline="") as handle:
         for line_no, row in enumerate(csv.reader(handle), start=1):
             fields = [f.strip() for f in row]
-            if not any(fields) or fields[0].startswith("#"):
+            while fields and not fields[-1]:
+                fields.pop()
+            if not fields or fields[0].startswith("#"):
                 continue
-            rows.append((line_no, [f for f in fields if f] if len(fields) > 2 else fields))
+            if len(fields) > 2:
+                raise ValueError(f"{path}:{line_no}: expected a class name or 'class_name,id'")
+            rows.append((line_no, fields))
     with_ids = [r for r in rows if len(r[1]) == 2]
     if with_ids and len(with_ids) != len(rows):
         line_no = next(n for n, f in rows if len(f) != 2)
