@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from pycocotools.coco import COCO
@@ -150,9 +151,10 @@ class CocoJsonSource:
         annotations, sorted by id (the others dropped with a warning)."""
         cats = sorted(self.coco.dataset["categories"], key=lambda c: c["id"])
         if classes is None:
+            used = Counter(a["category_id"] for a in self.coco.dataset["annotations"])
             kept = []
             for cat in cats:
-                if self.coco.getAnnIds(catIds=[cat["id"]]):
+                if used[cat["id"]]:
                     kept.append(cat)
                 else:
                     kind = "background-like category" if is_background_name(cat["name"]) \
