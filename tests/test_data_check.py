@@ -154,3 +154,18 @@ def test_check_command_on_shapes_export_passes(tmp_path, capsys):
     report = json.loads((tmp_path / "report" / "path_test_report.json").read_text())
     assert report["images"] == 2 and not report["bad_images"]
     assert set(report["classes"]) == {"circle", "square", "triangle", "star", "cross"}
+
+
+def test_ground_truth_is_drawn_with_names_only():
+    from fasterrcnn.vis import draw_detections
+
+    canvas = np.zeros((60, 120, 3), np.uint8)
+    boxes = np.array([[10, 30, 50, 55]], np.float32)
+    names = ("__background__", "cat")
+    plain = draw_detections(canvas, {"boxes": boxes, "labels": [1]}, class_names=names)
+    scored = draw_detections(canvas, {"boxes": boxes, "labels": [1], "scores": [1.0]},
+                             class_names=names)
+    # same box; the label "cat" is narrower than "cat: 1.00"
+    np.testing.assert_array_equal(plain[30:56, 10], scored[30:56, 10])
+    label_width = [int((im[:30].sum(axis=2) > 0).any(axis=0).sum()) for im in (plain, scored)]
+    assert 0 < label_width[0] < label_width[1]
