@@ -39,6 +39,9 @@ DATASET_PRESETS: Dict[str, DatasetPreset] = {
     "coco_2017": DatasetPreset("coco_2017_train", "coco_2017_val",
                                ("ANCHOR_SCALES", "[4, 8, 16, 32]", "MAX_NUM_GT_BOXES", "50")),
     "custom": DatasetPreset("custom_trainval", "custom_test"),
+    "coco_json": DatasetPreset("path_train", "path_test", ("DATASET.FORMAT", "coco")),
+    "voc_folder": DatasetPreset("path_train", "path_test", ("DATASET.FORMAT", "voc")),
+    "csv": DatasetPreset("path_train", "path_test", ("DATASET.FORMAT", "csv")),
 }
 
 LARGE_SCALE_OVERRIDES = ("TRAIN.SCALES", "[800]", "TRAIN.MAX_SIZE", "1200",
@@ -56,8 +59,43 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="backbone: vgg16, res18, res34, res50, res101, res152")
     parser.add_argument("--ls", dest="large_scale", action="store_true",
                         help="large scale: short side 800, long side at most 1200")
+    add_data_path_arguments(parser)
     parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE",
                         help="config overrides applied last, e.g. --set TRAIN.SCALES [400]")
+
+
+_DATA_PATH_FLAGS = (
+    ("train_data", "DATASET.TRAIN_PATH", "training annotations: COCO json, VOC folder or "
+     "image-set file, or CSV list"),
+    ("test_data", "DATASET.TEST_PATH", "test annotations (default: a held-out --val_fraction "
+     "of --train_data)"),
+    ("image_root", "DATASET.IMAGE_ROOT", "folder the image paths are relative to (default: the "
+     "annotation file's folder)"),
+    ("test_image_root", "DATASET.TEST_IMAGE_ROOT", "image root of --test_data (default: "
+     "--image_root)"),
+    ("format", "DATASET.FORMAT", "coco, voc, csv or auto (from the path; the default)"),
+    ("val_fraction", "DATASET.VAL_FRACTION", "fraction of --train_data held out as the test "
+     "set (seeded by DATASET.SPLIT_SEED)"),
+    ("classes_file", "DATASET.CLASSES_FILE", "class names (one per line, or name,id rows): "
+     "fixes their order (default: from the data)"),
+)
+
+
+def add_data_path_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags for a dataset given by path (``--dataset coco_json|voc_folder|csv``); each sets a
+    DATASET key and takes dashes or underscores (``--train-data`` or ``--train_data``)."""
+    for name, key, text in _DATA_PATH_FLAGS:
+        kwargs: Dict[str, Any] = {"type": float} if name == "val_fraction" else {}
+        if name == "format":
+            kwargs = {"choices": ("auto", "coco", "voc", "csv")}
+        parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, default=None,
+                            help=f"{text} ({key})", **kwargs)
+
+
+def data_path_overrides(args: argparse.Namespace) -> List[Any]:
+    """Config overrides ``[KEY, value, ...]`` for the dataset-path flags that were given."""
+    return [item for name, key, _ in _DATA_PATH_FLAGS
+            if getattr(args, name, None) is not None for item in (key, getattr(args, name))]
 
 
 def default_cfg_file(dataset: str, net: Optional[str]) -> str:
@@ -77,6 +115,7 @@ def build_config(args: argparse.Namespace, flag_overrides: Sequence[Any] = ()) -
         overrides += ["NET", args.net]
     if args.large_scale:
         overrides += list(LARGE_SCALE_OVERRIDES)
+    overrides += data_path_overrides(args)
     overrides += list(flag_overrides)
     overrides += list(args.set_cfgs)
     return load_config(cfg_file, overrides)

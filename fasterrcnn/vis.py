@@ -46,13 +46,14 @@ def draw_detections(
     class_names: Optional[Sequence[str]] = None,
     score_thresh: float = 0.0,
 ) -> np.ndarray:
-    """Draw boxes and "name: 0.93" labels on a copy of an image.
+    """Draw boxes and "name: 0.93" labels (or "name" without scores) on a copy of an image.
 
     Args:
         image: (H,W,3) uint8 BGR image; not modified.
         detections: dict(boxes (N,4) [x1,y1,x2,y2], scores (N,), labels (N,) int), numpy
             arrays or torch tensors; optionally 'names' (N,) per-box names or 'class_names'
-            (a list indexed by label).
+            (a list indexed by label).  Without 'scores' (ground truth) the labels are the
+            names alone.
         class_names: names indexed by label; overrides detections['class_names']. Without any
             names the label number is written.
         score_thresh: boxes with score < score_thresh are not drawn.
@@ -64,7 +65,9 @@ def draw_detections(
             or image.shape[2] != 3:
         raise ValueError("image must be an (H,W,3) uint8 numpy array")
     boxes = _to_numpy(detections["boxes"]).astype(np.float64).reshape(-1, 4)
-    scores = _to_numpy(detections["scores"]).astype(np.float64).reshape(-1)
+    has_scores = detections.get("scores") is not None
+    scores = _to_numpy(detections["scores"]).astype(np.float64).reshape(-1) if has_scores \
+        else np.ones(len(boxes))
     labels = _to_numpy(detections["labels"]).astype(np.int64).reshape(-1)
     if not (len(boxes) == len(scores) == len(labels)):
         raise ValueError(f"boxes, scores and labels differ in length: "
@@ -85,7 +88,9 @@ def draw_detections(
         y1, y2 = min(max(y1, 0), height - 1), min(max(y2, 0), height - 1)
         color = class_color(labels[k])
         cv2.rectangle(out, (x1, y1), (x2, y2), color, _BOX_THICKNESS)
-        text = f"{_label_name(k, int(labels[k]), names, class_names)}: {scores[k]:.2f}"
+        text = _label_name(k, int(labels[k]), names, class_names)
+        if has_scores:
+            text = f"{text}: {scores[k]:.2f}"
         (tw, th), baseline = cv2.getTextSize(text, _FONT, _FONT_SCALE, _TEXT_THICKNESS)
         top = y1 - th - baseline if y1 - th - baseline >= 0 else y1
         cv2.rectangle(out, (x1, top), (x1 + tw, top + th + baseline), color, cv2.FILLED)

@@ -1,8 +1,11 @@
 """Evaluate a trained detector on a test set (faster-rcnn.pytorch's test_net.py).
 
-VOC-layout datasets (pascal_voc, custom, shapes) are scored with the VOC devkit's AP: 11-point
-for VOC2007 (and by default for the others), the area under the precision envelope with
---no_07_metric.  COCO is scored with pycocotools' COCOeval.
+VOC-layout datasets (pascal_voc, custom, shapes) and datasets by path (VOC folders, CSV lists)
+are scored with the VOC devkit's AP: 11-point for VOC2007 (and by default for the others), the
+area under the precision envelope with --no_07_metric.  COCO and COCO-json datasets by path are
+scored with pycocotools' COCOeval.  A checkpoint trained on a dataset by path is tested on its
+held-out split (or DATASET.TEST_PATH) by default; --test_data FILE tests on another file, read
+with the checkpoint's class names.
 
     python tools/test_net.py --dataset shapes --net res18 --checksession 1 --checkepoch 4 \
         --checkpoint 600
@@ -23,7 +26,9 @@ from fasterrcnn.checkpoint import check_classes
 from fasterrcnn.cli import (
     DATASET_PRESETS,
     add_checkpoint_arguments,
+    add_data_path_arguments,
     add_device_arguments,
+    data_path_overrides,
     device_from_args,
     resolve_checkpoint,
     setup_logging,
@@ -57,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="area under the precision envelope (VOC2010+)")
     parser.add_argument("--vis", action="store_true", help="write the images with detections")
     parser.add_argument("--vis_thresh", type=float, default=0.5, help="score threshold for --vis")
+    add_data_path_arguments(parser)
     parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE",
                         help="test-time config overrides, e.g. --set TEST.SCALES [400]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,10 +76,11 @@ def main(argv=None) -> int:
     dataset_folder = args.dataset or "shapes"
     path = resolve_checkpoint(args.checkpoint_path, args.load_dir, args.net, dataset_folder,
                               args.checksession, args.checkepoch, args.checkpoint)
-    model, cfg, classes = load_model_from_checkpoint(path, device, args.set_cfgs)
+    overrides = data_path_overrides(args) + list(args.set_cfgs)
+    model, cfg, classes = load_model_from_checkpoint(path, device, overrides)
     preset_test = DATASET_PRESETS[args.dataset].test if args.dataset else cfg.DATASET.TEST
     imdb_name = args.imdb or preset_test
-    imdb = get_imdb(imdb_name, cfg.DATA_DIR, cfg=cfg)
+    imdb = get_imdb(imdb_name, cfg.DATA_DIR, cfg=cfg, classes=classes)
     check_classes(classes, imdb.classes, path, f"the test set {imdb_name}")
     LOGGER.info("testing %s on %s (%d images) on %s", path, imdb_name, len(imdb.image_index),
                 device)

@@ -118,12 +118,30 @@ class BackboneConfig:
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """Which datasets to train and test on, and where custom class names come from."""
+    """Which datasets to train and test on, and where custom class names come from.
+
+    The imdb names ``path_train`` and ``path_test`` read the user's own files (see
+    :mod:`fasterrcnn.data.by_path`): TRAIN_PATH and TEST_PATH are a COCO json, a VOC folder (or
+    an image-set file in one) or a CSV list; FORMAT says which (``auto``: ``.json`` is COCO,
+    ``.csv`` is CSV, a folder or ``.txt`` is VOC).  IMAGE_ROOT (TEST_IMAGE_ROOT for the test
+    file; IMAGE_ROOT when empty) is the folder image paths are relative to; empty means the
+    annotation file's folder (VOC: its JPEGImages).  With no TEST_PATH, ``path_test`` is a
+    held-out VAL_FRACTION of TRAIN_PATH's images, drawn with SPLIT_SEED (and ``path_train`` the
+    rest).  CLASSES_FILE (for these: one name per line or ``name,id`` rows) or CLASSES fix the
+    class list and its order; otherwise class names come from the data.
+    """
 
     TRAIN: str = "voc_2007_trainval"
     TEST: str = "voc_2007_test"
     CLASSES: Tuple[str, ...] = ()
     CLASSES_FILE: str = ""
+    FORMAT: str = "auto"
+    TRAIN_PATH: str = ""
+    TEST_PATH: str = ""
+    IMAGE_ROOT: str = ""
+    TEST_IMAGE_ROOT: str = ""
+    VAL_FRACTION: float = 0.0
+    SPLIT_SEED: int = 0
     SHAPES_NUM_TRAIN: int = 600
     SHAPES_NUM_TEST: int = 150
     SHAPES_SEED: int = 0
@@ -177,5 +195,6 @@ CHOICES = {
     "TRAIN.OPTIMIZER": ("sgd", "adam"),
     "TRAIN.NONFINITE_POLICY": ("stop", "skip"),
     "DATA_CHECK.ON_BAD_IMAGE": ("stop", "skip"),
+    "DATASET.FORMAT": ("auto", "coco", "voc", "csv"),
 }
 """Options restricted to a set of values; the loader rejects anything else by name."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Dict, List
+from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -28,26 +28,24 @@ COCO_SPLITS = {"2014": ("train", "val", "minival", "valminusminival"), "2017": (
 _IMAGE_FOLDER = {"minival2014": "val2014", "valminusminival2014": "val2014"}
 
 
-class CocoDataset(Imdb):
-    """``coco_{year}_{image_set}``; see the module docstring."""
+class CocoJsonImdb(Imdb):
+    """The images ``image_ids`` of a loaded pycocotools ``COCO`` object with the classes
+    ``categories`` (dicts with ``id`` and ``name``, label ``k`` is ``categories[k - 1]``);
+    image ``file_name``s are relative to ``image_dir``.  Annotations of other categories are
+    skipped with a warning."""
 
-    def __init__(self, image_set: str, year: str, data_dir: str) -> None:
-        if image_set not in COCO_SPLITS.get(year, ()):
-            raise ValueError(f"unknown COCO split coco_{year}_{image_set}")
-        split = f"{image_set}{year}"
-        self.annotation_file = os.path.join(data_dir, "coco", "annotations",
-                                            f"instances_{split}.json")
-        if not os.path.isfile(self.annotation_file):
-            raise FileNotFoundError(f"coco_{year}_{image_set}: {self.annotation_file} not found")
-        self.image_dir = os.path.join(data_dir, "coco", "images", _IMAGE_FOLDER.get(split, split))
-        with contextlib.redirect_stdout(io.StringIO()):
-            self.coco = COCO(self.annotation_file)
-        cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
-        super().__init__(f"coco_{year}_{image_set}", [c["name"] for c in cats], data_dir)
-        self.label_to_category_id: Dict[int, int] = {i + 1: c["id"] for i, c in enumerate(cats)}
+    def __init__(self, name: str, coco: COCO, annotation_file: str, image_dir: str,
+                 categories: Sequence[Mapping[str, object]], image_ids: Sequence[object],
+                 data_dir: str) -> None:
+        super().__init__(name, [str(c["name"]) for c in categories], data_dir)
+        self.coco = coco
+        self.annotation_file = annotation_file
+        self.image_dir = image_dir
+        self.label_to_category_id: Dict[int, int] = {
+            i + 1: c["id"] for i, c in enumerate(categories)}
         self.category_id_to_label: Dict[int, int] = {
             v: k for k, v in self.label_to_category_id.items()}
-        self.image_index = sorted(self.coco.getImgIds())
+        self.image_index = list(image_ids)
 
     @property
     def image_ids(self) -> List[int]:
@@ -60,6 +58,9 @@ class CocoDataset(Imdb):
 
     def _cache_sources(self) -> List[str]:
         return [self.annotation_file]
+
+    def _cache_extra(self) -> List[object]:
+        return [self.image_dir]
 
     def _build_gt_roidb(self) -> List[Dict[str, object]]:
         issues = IssueLog(self.name)
@@ -102,3 +103,21 @@ class CocoDataset(Imdb):
         return dict(image=self.image_path_at(i), width=width, height=height,
                     boxes=boxes[keep].reshape(-1, 4), gt_classes=labels[keep],
                     difficult=hard[keep], flipped=False)
+
+
+class CocoDataset(CocoJsonImdb):
+    """``coco_{year}_{image_set}``; see the module docstring."""
+
+    def __init__(self, image_set: str, year: str, data_dir: str) -> None:
+        if image_set not in COCO_SPLITS.get(year, ()):
+            raise ValueError(f"unknown COCO split coco_{year}_{image_set}")
+        split = f"{image_set}{year}"
+        annotation_file = os.path.join(data_dir, "coco", "annotations", f"instances_{split}.json")
+        if not os.path.isfile(annotation_file):
+            raise FileNotFoundError(f"coco_{year}_{image_set}: {annotation_file} not found")
+        image_dir = os.path.join(data_dir, "coco", "images", _IMAGE_FOLDER.get(split, split))
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(annotation_file)
+        cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
+        super().__init__(f"coco_{year}_{image_set}", coco, annotation_file, image_dir, cats,
+                         sorted(coco.getImgIds()), data_dir)

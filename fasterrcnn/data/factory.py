@@ -3,7 +3,9 @@
 Known names: ``voc_{2007,2012}_{train,val,trainval}``, ``voc_2007_test``,
 ``voc_0712_{train,val,trainval}`` (the 2007 + 2012 union), ``coco_2014_{train,val,minival,
 valminusminival}``, ``coco_2017_{train,val}``, ``custom_<imageset>`` (needs the classes),
-``shapes_train`` and ``shapes_test`` (generated on demand).  ``a+b`` names the union.
+``shapes_train`` and ``shapes_test`` (generated on demand), ``path_train`` and ``path_test``
+(the files named by ``DATASET.TRAIN_PATH`` / ``TEST_PATH``, see :mod:`.by_path`).  ``a+b``
+names the union.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import List, Optional, Sequence
 
 from fasterrcnn.config import Config
 from fasterrcnn.config.schema import DatasetConfig
+from fasterrcnn.data.by_path import PATH_SPLITS, path_imdb
 from fasterrcnn.data.coco import COCO_SPLITS, CocoDataset
 from fasterrcnn.data.custom import CustomDataset
 from fasterrcnn.data.imdb import CombinedImdb, Imdb
@@ -32,6 +35,7 @@ def known_names() -> List[str]:
     names += ["voc_2007_test"] + [f"voc_0712_{s}" for s in _VOC_SETS]
     names += [f"coco_{year}_{s}" for year, sets in COCO_SPLITS.items() for s in sets]
     names += ["custom_<imageset>"] + [f"shapes_{s}" for s in SHAPES_SPLITS]
+    names += [f"path_{s}" for s in PATH_SPLITS]
     return names
 
 
@@ -40,9 +44,10 @@ def get_imdb(name: str, data_dir: str, cfg: Optional[Config] = None,
     """The imdb called ``name`` with its data under ``data_dir``.
 
     Args:
-        cfg: the config; read for ``DATASET.CLASSES_FILE`` / ``DATASET.CLASSES`` (custom) and
-            ``DATASET.SHAPES_*`` (shapes; the schema defaults when None).
-        classes: class names of a custom dataset (overrides the config's).
+        cfg: the config; read for ``DATASET.CLASSES_FILE`` / ``DATASET.CLASSES`` (custom),
+            ``DATASET.SHAPES_*`` (shapes; the schema defaults when None) and the
+            ``DATASET.*_PATH`` keys (path_train, path_test: required).
+        classes: class names of a custom or path dataset (overrides the config's).
     """
     if "+" in name:
         return CombinedImdb([get_imdb(n, data_dir, cfg, classes) for n in name.split("+")])
@@ -58,6 +63,10 @@ def get_imdb(name: str, data_dir: str, cfg: Optional[Config] = None,
             return PascalVoc(image_set, year, data_dir)
     if len(parts) == 3 and parts[0] == "coco" and parts[2] in COCO_SPLITS.get(parts[1], ()):
         return CocoDataset(parts[2], parts[1], data_dir)
+    if len(parts) == 2 and parts[0] == "path" and parts[1] in PATH_SPLITS:
+        if cfg is None:
+            raise ValueError(f"{name} needs a config with DATASET.TRAIN_PATH / TEST_PATH")
+        return path_imdb(parts[1], cfg, classes)
     if len(parts) == 2 and parts[0] == "shapes" and parts[1] in SHAPES_SPLITS:
         ds = cfg.DATASET if cfg is not None else DatasetConfig()
         return ShapesDataset(parts[1], data_dir, ds.SHAPES_NUM_TRAIN, ds.SHAPES_NUM_TEST,

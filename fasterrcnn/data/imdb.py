@@ -50,10 +50,13 @@ class Imdb:
         """Path of image ``i`` (in ``image_index`` order)."""
         raise NotImplementedError
 
-    def gt_roidb(self) -> List[Dict[str, object]]:
-        """Ground truth of every image in ``image_index`` order (cached under DATA_DIR/cache)."""
+    def gt_roidb(self, use_cache: bool = True) -> List[Dict[str, object]]:
+        """Ground truth of every image in ``image_index`` order (cached under DATA_DIR/cache;
+        ``use_cache=False`` parses the annotations again, logging every repair and skip)."""
+        if not use_cache:
+            return self._build_gt_roidb()
         payload = [self.name, self.classes, [str(i) for i in self.image_index],
-                   file_fingerprint(self._cache_sources())]
+                   file_fingerprint(self._cache_sources())] + self._cache_extra()
         return load_or_build(os.path.join(self.data_dir, "cache"), self.name,
                              cache_key(payload), self._build_gt_roidb)
 
@@ -68,6 +71,11 @@ class Imdb:
 
     def _cache_sources(self) -> List[str]:
         raise NotImplementedError
+
+    def _cache_extra(self) -> List[object]:
+        """Settings besides the source files that change the ground truth (e.g. an image
+        root); part of the cache key."""
+        return []
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.num_images} images, " \
@@ -94,8 +102,8 @@ class CombinedImdb(Imdb):
         k, j = self._where[i]
         return self.parts[k].image_path_at(j)
 
-    def gt_roidb(self) -> List[Dict[str, object]]:
-        return [e for p in self.parts for e in p.gt_roidb()]
+    def gt_roidb(self, use_cache: bool = True) -> List[Dict[str, object]]:
+        return [e for p in self.parts for e in p.gt_roidb(use_cache)]
 
     def annotations(self) -> List[Dict[str, np.ndarray]]:
         return [a for p in self.parts for a in p.annotations()]
