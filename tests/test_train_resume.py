@@ -89,9 +89,9 @@ def test_non_finite_loss_skip_policy_leaves_weights_alone(tiny_cfg, tmp_path, on
     _poison(trainer, at_call=1)
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     batches = iter(trainer.loader_factory(0, 0))
-    trainer._train_step(next(batches), progress=None)
+    trainer._train_step(next(batches))
     assert trainer.state.skipped_batches == 1 and trainer.state.global_step == 0
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, before[key]), key
-    trainer._train_step(next(batches), progress=None)
+    trainer._train_step(next(batches))
     assert trainer.state.global_step == 1
