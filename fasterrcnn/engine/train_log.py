@@ -141,6 +141,10 @@ class TrainingLog:
         if self._bar is not None:
             self._bar.update(1)
 
+    def medians(self) -> Dict[str, float]:
+        """The smoothed losses: each loss's median over the last ``window`` read-back steps."""
+        return {name: meter.median for name, meter in self._losses.items()}
+
     def due(self, step: int) -> bool:
         """True when steps are pending and ``step`` ends a display interval."""
         return bool(self._pending) and step % self.interval == 0
@@ -160,7 +164,7 @@ class TrainingLog:
                 listener(step, record)
         lr = self._pending[-1][2]
         self._pending.clear()
-        medians = {name: meter.median for name, meter in self._losses.items()}
+        medians = self.medians()
         iteration_s = self._data.median + self._compute.median
         images_per_s = images_per_step / iteration_s if iteration_s > 0 else math.nan
         line = format_line(where, medians, lr, self._data.median, self._compute.median,
