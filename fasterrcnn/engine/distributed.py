@@ -78,6 +78,8 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group (no-op in a single process)."""
-    if info.enabled and dist.is_initialized():
+    """Leave the process group when one was started, also under a one-process torchrun (NCCL
+    warns at exit about a group that was never destroyed); a no-op otherwise.  ``info`` is the
+    process's :class:`DistInfo` (kept for symmetry with :func:`init_distributed`)."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
