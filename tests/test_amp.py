@@ -159,7 +159,7 @@ def test_trainer_amp_trains_with_finite_float32_losses(tmp_path):
     model = tiny_model()
     recorder = DtypeRecorder(model)
     batches = [batch(seed) for seed in range(4)]
-    options = TrainOptions(save_dir=str(tmp_path), device="cpu", disp_interval=1, amp=True,
+    options = TrainOptions(save_dir=str(tmp_path), device="cpu", disp_interval=1, amp="bf16",
                            progress=False)
     trainer = Trainer(cfg, model, lambda epoch, start: batches[start:], len(batches),
                       ("__background__", "a", "b"), options)

@@ -6,6 +6,7 @@ trainer (its step, loss scaler, optimizer, clipping and log), not from the model
 
 from __future__ import annotations
 
+import logging
 import math
 
 import pytest
@@ -13,6 +14,7 @@ import torch
 from trainer_testing import HostReadCounter, StubDetector, stub_batches, stub_cfg
 
 from fasterrcnn.commands.train import parse_args
+from fasterrcnn.engine import amp
 from fasterrcnn.engine.amp import amp_dtype
 from fasterrcnn.engine.trainer import NonFiniteLossError, Trainer, TrainOptions
 
@@ -102,7 +104,8 @@ def test_float16_overflow_skips_the_step_and_lowers_the_scale(tmp_path, device):
     assert trainer._train_step(batch) is not None and trainer.state.global_step == 1
 
 
-def test_amp_dtypes():
+def test_amp_dtypes(monkeypatch):
+    monkeypatch.setattr(amp, "cpu_has_fast", lambda dtype: True)
     assert amp_dtype(None, "cuda") is None and amp_dtype(False, "cpu") is None
     assert amp_dtype(True, "cuda") == amp_dtype("auto", "cuda") == torch.float16
     assert amp_dtype(True, "cpu") == amp_dtype("auto", "cpu") == torch.bfloat16
@@ -110,6 +113,30 @@ def test_amp_dtypes():
     assert amp_dtype("fp16", "cpu") == amp_dtype("float16", "cuda") == torch.float16
     with pytest.raises(ValueError, match="unknown precision 'int8'"):
         amp_dtype("int8", "cpu")
+
+
+def test_amp_on_a_cpu_without_fast_low_precision_convolutions(monkeypatch, caplog):
+    """A bare --amp trains in float32 there (bfloat16 convolutions take the reference path,
+    18x slower than float32 on an AVX2 CPU); an explicit dtype is kept, with a warning."""
+    monkeypatch.setattr(amp, "cpu_has_fast", lambda dtype: False)
+    caplog.set_level(logging.WARNING, logger="fasterrcnn.engine.amp")
+    assert amp_dtype(True, "cpu") is None
+    assert "no fast bfloat16 convolutions" in caplog.text
+    assert amp_dtype("bf16", "cpu") == torch.bfloat16
+    assert "many times slower than float32" in caplog.text
+    assert amp_dtype(True, "cuda") == torch.float16
+
+
+def test_cpu_capability_matches_the_convolution_path():
+    """Where cpu_has_fast(bfloat16) is False, a bfloat16 convolution really takes the slow path."""
+    from torch.profiler import ProfilerActivity, profile
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with profile(activities=[ProfilerActivity.CPU]) as prof, \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        conv(torch.randn(1, 3, 8, 8))
+    slow = any("slow_conv2d" in event.key for event in prof.key_averages())
+    assert slow == (not amp.cpu_has_fast(torch.bfloat16))
 
 
 def test_amp_flag_takes_an_optional_dtype():
