@@ -35,9 +35,17 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
+from trainer_testing import StubDetector, stub_batches, stub_cfg
 
 from fasterrcnn.config import Config, load_config
-from fasterrcnn.engine.distributed import DistInfo, all_ranks_true, init_distributed, shutdown
+from fasterrcnn.engine.distributed import (
+    DistInfo,
+    all_ranks_agree,
+    all_ranks_true,
+    init_distributed,
+    shutdown,
+)
+from fasterrcnn.engine.trainer import NonFiniteLossError, Trainer, TrainOptions
 from fasterrcnn.model import build_model
 
 PROPOSALS = 12
@@ -177,6 +185,48 @@ def test_two_ranks_of_one_image_equal_one_process_of_two(tmp_path):
 
 def test_all_ranks_true_in_one_process_is_the_flag():
     assert all_ranks_true(True, DistInfo()) and not all_ranks_true(False, DistInfo())
+    flags = torch.tensor([True, False])
+    assert all_ranks_agree(flags, DistInfo()).tolist() == [True, False]
+
+
+def _non_finite_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """Rank 1 alone sees a NaN loss on its 2nd batch; both ranks must take the same decision."""
+    os.environ.update(torchrun_env(rank, world_size, port))
+    torch.set_num_threads(1)
+    info = init_distributed("cpu")
+    try:
+        results = {}
+        for policy in ("skip", "stop"):
+            model = StubDetector(poison_at=2 if rank == 1 else None)
+            batches = stub_batches(3)
+            options = TrainOptions(save_dir=out_dir, disp_interval=1, progress=False)
+            trainer = Trainer(stub_cfg("TRAIN.NONFINITE_POLICY", policy, "TRAIN.MAX_ITERS", 2),
+                              model, lambda epoch, start, b=batches: b[start:], len(batches),
+                              ("__background__", "a"), options, dist_info=info,
+                              wrapped=nn.parallel.DistributedDataParallel(model))
+            try:
+                trainer._run_epoch()
+                outcome = "ran"
+            except NonFiniteLossError:
+                outcome = "stopped"
+            results[policy] = [outcome, trainer.state.skipped_batches, trainer.state.global_step,
+                               model.weight.detach().clone()]
+        torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
+    finally:
+        shutdown(info)
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_on_one_rank_is_skipped_or_stops_on_every_rank(tmp_path):
+    world_size = 2
+    mp.spawn(_non_finite_worker, args=(world_size, free_port(), str(tmp_path)),
+             nprocs=world_size, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world_size)]
+    for r in ranks:
+        assert r["skip"][:3] == ["ran", 1, 2]  # batch 2 skipped everywhere, batch 3 stepped
+        assert r["stop"][:3] == ["stopped", 0, 1]
+    assert torch.equal(ranks[0]["skip"][3], ranks[1]["skip"][3])
+    assert torch.isfinite(ranks[0]["skip"][3]).all()
 
 
 # --------------------------------------------------------------------------- training run
@@ -238,3 +288,23 @@ def test_two_rank_training_checkpoint_resumes_in_one_process(tmp_path):
     assert changed, "the resumed step did not update the weights"
     assert resumed["model"].keys() == first["model"].keys()
     assert not any(k.startswith("module.") for k in first["model"])
+
+
+def test_one_process_torchrun_group_is_destroyed(monkeypatch):
+    for key, value in torchrun_env(0, 1, free_port()).items():
+        monkeypatch.setenv(key, value)
+    info = init_distributed("cpu")
+    assert info == DistInfo(0, 1, 0) and dist.is_initialized() and not info.enabled
+    shutdown(info)
+    assert not dist.is_initialized()
+
+
+def test_trainval_net_leaves_the_group_when_training_raises(monkeypatch, tmp_path):
+    from fasterrcnn.commands import train as trainval_net
+
+    calls = []
+    monkeypatch.setattr(trainval_net, "shutdown", calls.append)
+    missing = str(tmp_path / "missing.pth")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        trainval_net.main(["--device", "cpu", "--resume_path", missing])
+    assert calls == [DistInfo()]

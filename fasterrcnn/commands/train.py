@@ -25,7 +25,8 @@ from fasterrcnn.cli import (
     resolve_checkpoint,
     setup_logging,
 )
-from fasterrcnn.engine.distributed import init_distributed, shutdown
+from fasterrcnn.engine.amp import AMP_DTYPES
+from fasterrcnn.engine.distributed import DistInfo, init_distributed, shutdown
 from fasterrcnn.engine.training_run import build_training_run
 
 LOGGER = logging.getLogger("trainval_net")
@@ -59,8 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_device_arguments(parser)
     parser.add_argument("--mGPUs", action="store_true",
                         help="all visible GPUs in one process (DataParallel); prefer torchrun")
-    parser.add_argument("--amp", action="store_true",
-                        help="mixed precision (float16 + GradScaler on CUDA, bfloat16 on CPU)")
+    parser.add_argument("--amp", nargs="?", const="auto", default=None,
+                        choices=("auto",) + tuple(AMP_DTYPES), metavar="DTYPE",
+                        help="mixed precision: bare --amp is float16 (+ GradScaler) on CUDA, "
+                             "bfloat16 on CPU; or --amp bf16 | fp16 (GradScaler for fp16 only)")
     parser.add_argument("--use_tfb", action="store_true", help="TensorBoard scalars")
     parser.add_argument("--disp_interval", type=int, default=None,
                         help="iterations between log lines")
@@ -89,6 +92,13 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     device = device_from_args(args)
     dist_info = init_distributed(torch.device(device).type)
+    try:
+        return _train(args, device, dist_info)
+    finally:
+        shutdown(dist_info)
+
+
+def _train(args: argparse.Namespace, device: str, dist_info: DistInfo) -> int:
     setup_logging(verbose=dist_info.is_main)
     cfg = build_config(args, flag_overrides(args))
     output_dir = os.path.join(args.save_dir, cfg.NET, args.dataset)
@@ -103,7 +113,6 @@ def main(argv=None) -> int:
     last = run.train()
     if dist_info.is_main:
         LOGGER.info("training done; last checkpoint: %s", last)
-    shutdown(dist_info)
     return 0
 
 

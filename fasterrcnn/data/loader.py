@@ -58,12 +58,14 @@ def seed_worker(worker_id: int) -> None:
 def build_train_loader(cfg: Config, roidb: Sequence[dict], ratio_list: np.ndarray,
                        ratio_index: np.ndarray, batch_size: int, num_workers: int, seed: int,
                        epoch: int = 0, start_batch: int = 0, rank: int = 0,
-                       world_size: int = 1) -> DataLoader:
+                       world_size: int = 1, pin_memory: bool = False) -> DataLoader:
     """The training DataLoader yielding :class:`TrainBatch`.
 
     Its ``batch_sampler`` is an :class:`AspectRatioBatchSampler`: call
     ``loader.batch_sampler.set_epoch(e)`` before each new epoch (``start_batch`` applies to the
-    first epoch only).  Batches do not depend on ``num_workers``.
+    first epoch only).  Batches do not depend on ``num_workers``.  Workers persist across
+    epochs (reuse the loader: iterating it again does not fork new ones); ``pin_memory`` (for
+    a CUDA device) makes ``.to(device, non_blocking=True)`` an asynchronous copy.
     """
     dataset = RoIBatchDataset(roidb, ratio_list, ratio_index, cfg, batch_size, seed)
     sampler = AspectRatioBatchSampler(len(roidb), batch_size, seed, epoch, start_batch, rank,
@@ -71,7 +73,7 @@ def build_train_loader(cfg: Config, roidb: Sequence[dict], ratio_list: np.ndarra
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
                       collate_fn=collate_batch, worker_init_fn=seed_worker,
                       generator=torch.Generator().manual_seed(mix_seed(seed, rank)),
-                      persistent_workers=False)
+                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
 
 
 def prepare_test_image(image_bgr: np.ndarray, cfg: Config) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -50,17 +50,25 @@ def init_distributed(device_type: str) -> DistInfo:
     return info
 
 
+def all_ranks_agree(flags: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Element-wise AND of the boolean ``flags`` over every rank, computed where the flags are
+    (a MIN all-reduce on the rank's GPU with nccl: no host synchronisation); ``flags`` itself in
+    a single process.  Every rank must call it: use it for decisions all ranks have to take
+    alike, such as skipping a batch whose loss is not finite on some rank (DDP would otherwise
+    wait forever in the backward of the ranks that did not skip)."""
+    if not info.enabled:
+        return flags.bool()
+    value = flags.to(torch.int32)
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return value.bool()
+
+
 def all_ranks_true(flag: bool, info: DistInfo, device: torch.device = torch.device("cpu")) -> bool:
-    """True when ``flag`` is true on every rank (a MIN all-reduce; ``flag`` itself in a single
-    process).  Every rank must call it: use it for decisions all ranks have to take alike, such
-    as skipping a batch whose loss is not finite on some rank (DDP would otherwise wait forever
-    in the backward of the ranks that did not skip).  ``device``: where the one-element tensor
-    lives (the rank's GPU with nccl)."""
+    """True when ``flag`` is true on every rank (:func:`all_ranks_agree` of one flag, read
+    back).  ``device``: where the one-element tensor lives (the rank's GPU with nccl)."""
     if not info.enabled:
         return bool(flag)
-    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
+    return bool(all_ranks_agree(torch.tensor([flag], device=device), info).item())
 
 
 def barrier(info: DistInfo) -> None:
@@ -70,6 +78,8 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group (no-op in a single process)."""
-    if info.enabled and dist.is_initialized():
+    """Leave the process group when one was started, also under a one-process torchrun (NCCL
+    warns at exit about a group that was never destroyed); a no-op otherwise.  ``info`` is the
+    process's :class:`DistInfo` (kept for symmetry with :func:`init_distributed`)."""
+    if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

@@ -3,7 +3,13 @@
 A run is a sequence of epochs; within an epoch the ratio-grouped loader gives batches in an order
 fixed by (seed, epoch).  The trainer's position is (epoch, batch): checkpoints store it with
 every piece of state that shapes the rest of the run (weights, optimizer moments, schedule,
-the sampling generator, torch's global RNG), so a resumed run continues exactly.
+the sampling generator, torch's CPU and CUDA generators), so a resumed run continues exactly.
+
+The loop keeps the host out of the device's way: batches are copied with ``non_blocking`` (the
+loader pins them when the device is CUDA), losses stay on the device until the display interval
+(:mod:`.train_log`), and each iteration reads back exactly one small tensor — the finiteness of
+the loss and of the gradient norm, agreed by all ranks — because skipping or stopping on a
+non-finite batch and advancing the schedule are host decisions.
 """
 
 from __future__ import annotations
@@ -12,8 +18,8 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -27,8 +33,11 @@ from fasterrcnn.checkpoint import (
     save_checkpoint,
 )
 from fasterrcnn.config import Config, config_to_dict
-from fasterrcnn.engine.distributed import DistInfo, all_ranks_true
+from fasterrcnn.engine.amp import AmpSetting, amp_dtype
+from fasterrcnn.engine.distributed import DistInfo, all_ranks_agree
 from fasterrcnn.engine.optim import build_optimizer, build_scheduler
+from fasterrcnn.engine.rng import capture_rng_state, restore_rng_state
+from fasterrcnn.engine.train_log import TrainingLog
 
 LOGGER = logging.getLogger(__name__)
 
@@ -42,15 +51,21 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainOptions:
-    """Run options that are not part of the model's config (they come from the command line)."""
+    """Run options that are not part of the model's config (they come from the command line).
+
+    ``amp``: see :func:`fasterrcnn.engine.amp.amp_dtype` (True: float16 on CUDA, bfloat16 on the
+    CPU; ``"bf16"``, ``"fp16"``).  ``progress``: a progress bar when stderr is a terminal (plain
+    log lines otherwise).  ``smoothing_window``: steps in the logged loss medians.
+    """
 
     save_dir: str
     session: int = 1
     device: str = "cpu"
     disp_interval: int = 10
     use_tfb: bool = False
-    amp: bool = False
+    amp: AmpSetting = None
     progress: bool = True
+    smoothing_window: int = 20
 
 
 @dataclass
@@ -62,7 +77,6 @@ class TrainState:
     global_step: int = 0
     skipped_batches: int = 0
     last_checkpoint: Optional[str] = None
-    history: List[Dict[str, float]] = field(default_factory=list)
 
 
 class Trainer:
@@ -96,9 +110,14 @@ class Trainer:
         self.optimizer = build_optimizer(model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, iters_per_epoch)
         self.state = TrainState()
-        self.scaler = torch.amp.GradScaler("cuda",
-                                           enabled=options.amp and self.device.type == "cuda")
+        self.amp_dtype = amp_dtype(options.amp, self.device.type)
+        self.scaler = torch.amp.GradScaler(self.device.type,
+                                           enabled=self.amp_dtype == torch.float16)
+        self.log = TrainingLog(options.disp_interval, options.smoothing_window,
+                               enabled=dist_info.is_main, progress=options.progress)
         self.writer = self._make_writer()
+        if self.writer is not None:
+            self.log.listeners.append(self._write_scalars)
 
     def finished(self) -> bool:
         """True after TRAIN.EPOCHS epochs, or TRAIN.MAX_ITERS optimizer steps when that is set."""
@@ -119,9 +138,7 @@ class Trainer:
                                 global_step=ckpt["global_step"],
                                 skipped_batches=ckpt.get("skipped_batches", 0),
                                 last_checkpoint=path)
-        rng = ckpt["rng"]
-        self.model.generator.set_state(rng["sampling"])
-        torch.set_rng_state(rng["torch"])
+        restore_rng_state(ckpt["rng"], self.model.generator, path)
         saved_images = ckpt["images_per_step"]
         if saved_images != self.images_per_step:
             epoch_done = ckpt["iteration"] >= ckpt["iters_per_epoch"]
@@ -176,16 +193,18 @@ class Trainer:
     def train(self) -> Optional[str]:
         """Run to the end of the schedule; returns the path of the last checkpoint written."""
         self.wrapped.train()
-        while not self.finished():
-            finished_epoch = self._run_epoch()
-            if finished_epoch:
-                self.state.epoch += 1
-                self.state.batch = 0
-                self.save(completed_epoch=True)
-            else:
-                self.save()
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            while not self.finished():
+                finished_epoch = self._run_epoch()
+                if finished_epoch:
+                    self.state.epoch += 1
+                    self.state.batch = 0
+                    self.save(completed_epoch=True)
+                else:
+                    self.save()
+        finally:
+            if self.writer is not None:
+                self.writer.close()
         return self.state.last_checkpoint
 
     def save(self, completed_epoch: bool = False) -> Optional[str]:
@@ -209,7 +228,7 @@ class Trainer:
             "config": config_to_dict(self.cfg),
             "classes": self.classes,
             "session": self.options.session,
-            "rng": {"sampling": self.model.generator.get_state(), "torch": torch.get_rng_state()},
+            "rng": capture_rng_state(self.model.generator),
         }
         os.makedirs(self.options.save_dir, exist_ok=True)
         save_checkpoint(state, path)
@@ -220,51 +239,81 @@ class Trainer:
     def _run_epoch(self) -> bool:
         """Train from the current position to the end of the epoch or of the schedule."""
         loader = self.loader_factory(self.state.epoch, self.state.batch)
-        progress = self._progress_bar()
         every = self.cfg.TRAIN.CHECKPOINT_EVERY_ITERS
-        for batch in loader:
-            self._train_step(batch, progress)
-            self.state.batch += 1
-            if self.finished():
-                break
-            if every > 0 and self.state.global_step % every == 0 and \
-                    self.state.batch < self.iters_per_epoch:
-                self.save()
-        if progress is not None:
-            progress.close()
+        with self.log.epoch(f"epoch {self.state.epoch + 1}", self.state.batch,
+                            self.iters_per_epoch):
+            tick = time.perf_counter()
+            for batch in loader:
+                loaded = time.perf_counter()
+                lr = self.optimizer.param_groups[0]["lr"]
+                losses = self._train_step(batch)
+                self.state.batch += 1
+                self.log.step(losses, self.state.global_step, lr, data_s=loaded - tick,
+                              compute_s=time.perf_counter() - loaded)
+                if self.log.due(self.state.global_step):
+                    self._flush_log()
+                if self.finished():
+                    break
+                if every > 0 and self.state.global_step % every == 0 and \
+                        self.state.batch < self.iters_per_epoch:
+                    self.save()
+                tick = time.perf_counter()
+            self._flush_log()
         return self.state.batch >= self.iters_per_epoch
 
-    def _train_step(self, batch: Sequence, progress) -> None:
-        started = time.perf_counter()
-        im_data, im_info, gt_boxes, num_boxes = (t.to(self.device) for t in batch[:4])
+    def _train_step(self, batch: Sequence) -> Optional[Dict[str, torch.Tensor]]:
+        """One iteration; returns its detached losses (on the device, with the total as
+        ``loss``), or None when the batch was skipped."""
+        im_data, im_info, gt_boxes, num_boxes = (t.to(self.device, non_blocking=True)
+                                                 for t in batch[:4])
         image_ids = batch[4] if len(batch) > 4 else None
         buffers = self._snapshot_buffers()
         with self._autocast():
-            losses = self.wrapped(im_data, im_info, gt_boxes, num_boxes)
-        losses = {name: value.float().mean() for name, value in losses.items()}
+            outputs = self.wrapped(im_data, im_info, gt_boxes, num_boxes)
+        losses = {name: value.float().mean() for name, value in outputs.items()}
         loss = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
-        if not all_ranks_true(bool(torch.isfinite(loss)), self.dist_info, self.device):
-            self._non_finite(losses, image_ids, buffers)
-            return
         self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.CLIP_GRAD_NORM) \
-            if self.cfg.TRAIN.CLIP_GRAD_NORM > 0 else torch.tensor(0.0)
-        if not torch.isfinite(grad_norm) and not self.scaler.is_enabled():
+        grad_norm = self._unscale_and_clip()
+        loss_ok, grads_ok = self._finite_flags(loss, grad_norm)
+        if not (loss_ok and grads_ok):
             self.optimizer.zero_grad(set_to_none=True)
-            self._non_finite({"grad_norm": grad_norm, **losses}, image_ids, buffers)
-            return
-        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 1.0
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.scaler.is_enabled() and self.scaler.get_scale() < scale:
-            LOGGER.info("float16 gradients overflowed: step skipped, loss scale lowered")
-            return
+            if self.scaler.is_enabled():
+                self.scaler.update()
+                if loss_ok:
+                    LOGGER.info("float16 gradients overflowed at step %d: step skipped, loss "
+                                "scale lowered", self.state.global_step)
+                    return None
+            self._non_finite(losses if not loss_ok else {"grad_norm": grad_norm, **losses},
+                             image_ids, buffers)
+            return None
+        self.optimizer.step()  # gradients are unscaled and known finite: no scaler.step sync
+        if self.scaler.is_enabled():
+            self.scaler.update()
         self.scheduler.step()
         self.state.global_step += 1
-        self._report(losses, loss, im_data.shape[0], time.perf_counter() - started, progress)
+        losses["loss"] = loss
+        return {name: value.detach() for name, value in losses.items()}
+
+    def _unscale_and_clip(self) -> Optional[torch.Tensor]:
+        """Unscale float16 gradients and clip them at TRAIN.CLIP_GRAD_NORM; their total norm
+        (a device scalar), or None when neither clipping nor a loss scaler needs it."""
+        self.scaler.unscale_(self.optimizer)
+        params = [p for p in self.model.parameters() if p.grad is not None]
+        if self.cfg.TRAIN.CLIP_GRAD_NORM > 0:
+            return torch.nn.utils.clip_grad_norm_(params, self.cfg.TRAIN.CLIP_GRAD_NORM)
+        if self.scaler.is_enabled():
+            return torch.nn.utils.get_total_norm([p.grad for p in params])
+        return None
+
+    def _finite_flags(self, loss: torch.Tensor,
+                      grad_norm: Optional[torch.Tensor]) -> Tuple[bool, bool]:
+        """(loss finite, gradients finite), agreed by every rank: the step's one host read."""
+        grads_ok = torch.isfinite(grad_norm) if grad_norm is not None else \
+            torch.ones((), dtype=torch.bool, device=loss.device)
+        flags = torch.stack([torch.isfinite(loss.detach()), grads_ok.to(loss.device)])
+        loss_ok, grads_finite = all_ranks_agree(flags, self.dist_info).tolist()
+        return bool(loss_ok), bool(grads_finite)
 
     def _snapshot_buffers(self) -> Optional[Dict[str, torch.Tensor]]:
         """Copies of the BatchNorm statistics, restored when a batch is skipped."""
@@ -287,43 +336,27 @@ class Trainer:
         self.state.skipped_batches += 1
         LOGGER.warning("%s; batch skipped (%d so far)", message, self.state.skipped_batches)
 
-    def _report(self, losses: Dict[str, torch.Tensor], loss: torch.Tensor, batch_size: int,
-                seconds: float, progress) -> None:
-        if not self.dist_info.is_main:
-            return
-        record = {name: float(value.detach()) for name, value in losses.items()}
-        record["loss"] = float(loss.detach())
-        record["lr"] = self.optimizer.param_groups[0]["lr"]
-        record["images_per_s"] = batch_size * self.dist_info.world_size / max(seconds, 1e-9)
-        self.state.history.append(record)
-        step = self.state.global_step
-        if progress is not None:
-            progress.update(1)
-            progress.set_postfix({k: f"{v:.3g}" for k, v in record.items()}, refresh=False)
-        if self.writer is not None:
-            for name, value in record.items():
-                self.writer.add_scalar(f"train/{name}", value, step)
-        if step % max(self.options.disp_interval, 1) == 0:
-            LOGGER.info("[session %d][epoch %d][iter %d/%d] loss %.4f, rpn_cls %.4f, "
-                        "rpn_box %.4f, rcnn_cls %.4f, rcnn_box %.4f, lr %.2e, %.1f img/s",
-                        self.options.session, self.state.epoch + 1, self.state.batch + 1,
-                        self.iters_per_epoch, record["loss"], record["rpn_cls"],
-                        record["rpn_box"], record["rcnn_cls"], record["rcnn_box"], record["lr"],
-                        record["images_per_s"])
+    def _flush_log(self) -> None:
+        where = (f"[session {self.options.session}][epoch {self.state.epoch + 1}]"
+                 f"[iter {self.state.batch}/{self.iters_per_epoch}]")
+        self.log.flush(where, self.images_per_step, self._remaining_iters())
+
+    def _remaining_iters(self) -> int:
+        """Iterations left to the end of the schedule (TRAIN.EPOCHS, capped by MAX_ITERS)."""
+        done = self.state.epoch * self.iters_per_epoch + self.state.batch
+        remaining = self.cfg.TRAIN.EPOCHS * self.iters_per_epoch - done
+        if self.cfg.TRAIN.MAX_ITERS > 0:
+            remaining = min(remaining, self.cfg.TRAIN.MAX_ITERS - self.state.global_step)
+        return max(remaining, 0)
 
     def _autocast(self):
-        if not self.options.amp:
+        if self.amp_dtype is None:
             return contextlib.nullcontext()
-        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
-    def _progress_bar(self):
-        if not (self.options.progress and self.dist_info.is_main):
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=self.iters_per_epoch, initial=self.state.batch,
-                    desc=f"epoch {self.state.epoch + 1}", mininterval=2.0, leave=False)
+    def _write_scalars(self, step: int, record: Dict[str, float]) -> None:
+        for name, value in record.items():
+            self.writer.add_scalar(f"train/{name}", value, step)
 
     def _make_writer(self):
         if not (self.options.use_tfb and self.dist_info.is_main):

@@ -12,6 +12,7 @@ from torch import nn
 from fasterrcnn.checkpoint import load_weights, remove_stale_partials
 from fasterrcnn.config import Config, dump_config
 from fasterrcnn.data import build_train_loader, combined_roidb
+from fasterrcnn.engine.amp import AmpSetting
 from fasterrcnn.engine.distributed import DistInfo
 from fasterrcnn.engine.trainer import Trainer, TrainOptions
 from fasterrcnn.model import build_model
@@ -21,7 +22,7 @@ LOGGER = logging.getLogger(__name__)
 
 def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: str = "cpu",
                        dist_info: DistInfo = DistInfo(), multi_gpu: bool = False,
-                       amp: bool = False, use_tfb: bool = False, progress: bool = True,
+                       amp: AmpSetting = None, use_tfb: bool = False, progress: bool = True,
                        resume: Optional[str] = None, start_epoch: int = 1) -> Trainer:
     """A :class:`Trainer` ready to ``train()``.
 
@@ -32,7 +33,9 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
         device: 'cpu', 'cuda' or 'cuda:N'; under torchrun each rank uses its local GPU.
         dist_info: rank and world size when launched by torchrun.
         multi_gpu: wrap in DataParallel over every visible GPU (single process).
-        amp: mixed precision.
+        amp: mixed precision: None (float32), True (float16 on CUDA, bfloat16 on the CPU),
+            ``"bf16"`` or ``"fp16"``.
+        progress: a progress bar when stderr is a terminal (plain log lines otherwise).
         resume: a checkpoint to continue from (a whole training state; for weights alone,
             ``TRAIN.INIT_WEIGHTS`` starts a fresh run from them).
         start_epoch: 1-based epoch where a fresh run's schedule starts (ignored when resuming).
@@ -40,8 +43,8 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
     if dist_info.enabled and torch.device(device).type == "cuda":
         device = f"cuda:{dist_info.local_rank}"
     imdb, roidb, ratio_list, ratio_index = combined_roidb(cfg.DATASET.TRAIN, cfg, training=True)
-    LOGGER.info("%s: %d training images (with flips) of %d classes", cfg.DATASET.TRAIN,
-                len(roidb), imdb.num_classes)
+    LOGGER.info("%s: %d training images%s of %d classes", cfg.DATASET.TRAIN, len(roidb),
+                " (with flips)" if cfg.TRAIN.USE_FLIPPED else "", imdb.num_classes)
     torch.manual_seed(cfg.RNG_SEED)
     model = build_model(cfg, imdb.num_classes)
     if cfg.TRAIN.INIT_WEIGHTS and resume is None:
@@ -51,15 +54,18 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
     model.to(device)
     wrapped = _wrap(model, device, dist_info, multi_gpu)
 
-    batch_size = cfg.TRAIN.IMS_PER_BATCH
+    loader = build_train_loader(cfg, roidb, ratio_list, ratio_index,
+                                batch_size=cfg.TRAIN.IMS_PER_BATCH,
+                                num_workers=cfg.TRAIN.NUM_WORKERS, seed=cfg.RNG_SEED,
+                                rank=dist_info.rank, world_size=dist_info.world_size,
+                                pin_memory=torch.device(device).type == "cuda")
 
     def loader_factory(epoch: int, start_batch: int):
-        return build_train_loader(cfg, roidb, ratio_list, ratio_index, batch_size=batch_size,
-                                  num_workers=cfg.TRAIN.NUM_WORKERS,
-                                  seed=cfg.RNG_SEED, epoch=epoch, start_batch=start_batch,
-                                  rank=dist_info.rank, world_size=dist_info.world_size)
+        """The one loader (its workers persist), moved to ``epoch`` from ``start_batch``."""
+        loader.batch_sampler.set_epoch(epoch, start_batch)
+        return loader
 
-    iters_per_epoch = len(loader_factory(0, 0))
+    iters_per_epoch = loader.batch_sampler.batches_per_epoch()
     options = TrainOptions(save_dir=output_dir, session=session, device=device,
                            disp_interval=cfg.TRAIN.DISPLAY, use_tfb=use_tfb, amp=amp,
                            progress=progress)
