@@ -107,6 +107,8 @@ def main() -> None:
         scores = torch.rand(n, generator=gen)
         add(f"nms {n} boxes (0.7)", lambda b=boxes, s=scores: ops.nms(b, s, 0.7),
             lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7))
+        add(f"nms_mask {n} boxes (0.7, vs nms)", lambda b=boxes, s=scores: ops.nms_mask(b, s, 0.7),
+            lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7))
     for size in (7, 14):
         add(f"roi_align fwd+bwd 256 RoIs {size}x{size}",
             fwd_bwd(lambda x, s=size: ops.roi_align(x, rois, s, scale, 0), feat),
