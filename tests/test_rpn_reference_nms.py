@@ -60,8 +60,8 @@ def _inputs(seed: int, batch: int = 2, height: int = 12, width: int = 16):
     """Reference anchors of a ``height x width`` map, random scores and deltas; some deltas are
     large so that boxes leave the image and clip to zero area at the border."""
     gen = torch.Generator().manual_seed(seed)
-    anchors = shift_anchors(generate_anchors(16, (0.5, 1.0, 2.0), (2.0, 4.0, 8.0)), height, width, 16)
-    anchors = anchors.double()
+    base = generate_anchors(16, (0.5, 1.0, 2.0), (2.0, 4.0, 8.0))
+    anchors = shift_anchors(base, height, width, 16).double()
     n = anchors.shape[0]
     scores = torch.rand(batch, n, generator=gen, dtype=torch.float64)
     deltas = torch.randn(batch, n, 4, generator=gen, dtype=torch.float64) * 0.3
