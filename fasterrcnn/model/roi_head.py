@@ -186,7 +186,7 @@ class RoIHead(nn.Module):
         num_proposals: Tensor,
         gt_boxes: Optional[Tensor] = None,
         num_boxes: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
+        seed: Optional[Tensor] = None,
     ):
         """Training mode: the losses ``{'rcnn_cls', 'rcnn_box'}`` (:meth:`forward_train`);
         eval mode: :class:`HeadOutput` (:meth:`infer`).
@@ -194,14 +194,13 @@ class RoIHead(nn.Module):
         Args:
             base_feat: ``(B, C, H, W)``.
             proposals: ``(B, P, 5)`` padded proposals; num_proposals: ``(B,)``.
-            gt_boxes, num_boxes, generator: training only (see :meth:`forward_train`).
+            gt_boxes, num_boxes, seed: training only (see :meth:`forward_train`).
         """
         if not self.training:
             return self.infer(base_feat, proposals, num_proposals)
-        if gt_boxes is None or num_boxes is None or generator is None:
-            raise ValueError("RoIHead training needs gt_boxes, num_boxes and a generator")
-        return self.forward_train(base_feat, proposals, num_proposals, gt_boxes, num_boxes,
-                                  generator)
+        if gt_boxes is None or num_boxes is None or seed is None:
+            raise ValueError("RoIHead training needs gt_boxes, num_boxes and a sampling seed")
+        return self.forward_train(base_feat, proposals, num_proposals, gt_boxes, num_boxes, seed)
 
     def forward_train(
         self,
@@ -210,17 +209,17 @@ class RoIHead(nn.Module):
         num_proposals: Tensor,
         gt_boxes: Tensor,
         num_boxes: Tensor,
-        generator: torch.Generator,
+        seed: Tensor,
     ) -> Dict[str, Tensor]:
         """Sample ``TRAIN.BATCH_SIZE`` RoIs per image among the proposals and gt boxes (the
-        proposal target layer, randomness from the CPU ``generator``), pool them, predict, and
+        proposal target layer, randomness from the sampling ``seed``), pool them, predict, and
         return :meth:`losses`.
 
         Args:
             gt_boxes: ``(B, G, 5)`` ``[x1, y1, x2, y2, class]``, zero rows after ``num_boxes``.
         """
         rois, labels, targets, inside_w, outside_w = self.proposal_target_layer(
-            proposals, num_proposals, gt_boxes, num_boxes, generator
+            proposals, num_proposals, gt_boxes, num_boxes, seed
         )
         cls_score, bbox_pred = self.predict(self.pool(base_feat, rois.view(-1, 5)))
         return self.losses(
