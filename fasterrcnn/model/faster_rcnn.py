@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasterrcnn.config import Config
+from fasterrcnn.model.image_api import forward_images
 from fasterrcnn.model.roi_head import RoIHead
 from fasterrcnn.model.rpn import RPN
+from fasterrcnn.model.transform import ImageTransform
 from fasterrcnn.ops import batched_nms
 from fasterrcnn.rpn import ProposalTargetLayer, clip_boxes, decode_boxes
 
@@ -70,6 +72,7 @@ class FasterRCNN(nn.Module):
         self.proposal_target_layer = ProposalTargetLayer(cfg, num_classes)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(cfg.RNG_SEED)
+        self.transform = ImageTransform.from_config(cfg)
 
     @staticmethod
     def _check_inputs(im_data: Tensor, im_info: Tensor) -> None:
@@ -84,11 +87,14 @@ class FasterRCNN(nn.Module):
     def forward(
         self,
         im_data: Tensor,
-        im_info: Tensor,
+        im_info: Optional[Tensor] = None,
         gt_boxes: Optional[Tensor] = None,
         num_boxes: Optional[Tensor] = None,
-    ) -> Union[Dict[str, Tensor], Tuple[Tensor, Tensor, Tensor]]:
+    ) -> Union[Dict[str, Tensor], Tuple[Tensor, Tensor, Tensor], List[Dict[str, Tensor]]]:
         """Losses (training) or raw detections (eval).
+
+        ``model(images, targets)`` with a list of images is torchvision's contract instead:
+        see :mod:`fasterrcnn.model.image_api`.
 
         Args:
             im_data: ``(B, 3, H, W)`` float BGR, PIXEL_MEANS subtracted, divided by PIXEL_STDS.
@@ -102,6 +108,11 @@ class FasterRCNN(nn.Module):
             eval: ``rois (B, P, 5)``, ``cls_prob (B, P, num_classes)``, ``bbox_pred (B, P, 4 *
             num_classes or 4)`` (normalised deltas); rows of padded RoIs are zero in both.
         """
+        if isinstance(im_data, (list, tuple)):
+            return forward_images(self, im_data, im_info)
+        if im_info is None:
+            raise ValueError("im_info (B, 3) is required with an im_data tensor "
+                             "(or pass a list of images: model(images, targets))")
         self._check_inputs(im_data, im_info)
         if not self.training:
             stages = self.forward_features(im_data, im_info)
