@@ -56,7 +56,10 @@ class Detector:
     def predict(self, images: Union[ImageInput, List[ImageInput]],
                 score_thresh: Optional[float] = None, detections_per_img: Optional[int] = None
                 ) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
-        """Detect objects in one image or a list of them (one batched call on the model).
+        """Detect objects in one image or a list of them.
+
+        Each image is its own call of the model, so a result does not depend on the other
+        images of the list (a batch would pad them to a common size).
 
         Args:
             images: a file path (read by :func:`fasterrcnn.data.image.read_image`), a BGR uint8
@@ -71,9 +74,11 @@ class Detector:
             scores (N,) float32, labels (N,) int64 (1..num_classes-1), class_names (N names).
         """
         many = isinstance(images, list)
-        arrays = [to_bgr_array(image) for image in (images if many else [images])]
-        detections = detect(self.model, arrays, score_thresh, detections_per_img)
-        results = [self._to_numpy(detection) for detection in detections]
+        results = [
+            self._to_numpy(detect(self.model, [to_bgr_array(image)], score_thresh,
+                                  detections_per_img)[0])
+            for image in (images if many else [images])
+        ]
         return results if many else results[0]
 
     def _to_numpy(self, detection: Dict[str, torch.Tensor]) -> Dict[str, Any]:

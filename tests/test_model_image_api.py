@@ -163,3 +163,22 @@ def test_bad_inputs_are_named():
         model([_image(20, 20)], flipped)
     with pytest.raises(ValueError, match="2 targets for 1 images"):
         model([_image(20, 20)], bad_label * 2)
+
+
+def test_detector_is_a_thin_layer_with_torchvision_defaults(one_thread):
+    from PIL import Image
+
+    from fasterrcnn import Detector
+
+    model = _model()
+    det = Detector(model, model.cfg, ["__background__", "a", "b", "c"])
+    image = _image(90, 150)
+    result = det.predict(image)
+    with torch.no_grad():
+        (expected,) = model([image])
+    np.testing.assert_array_equal(result["boxes"], expected["boxes"].numpy())
+    assert bool((result["scores"] > 0.05).all())
+    assert result["class_names"] == [det.classes[i] for i in result["labels"]]
+    pil = det.predict(Image.fromarray(image[:, :, ::-1].copy()), score_thresh=0.0)
+    assert len(pil["scores"]) > len(result["scores"]) and len(pil["scores"]) <= 100
+    assert len(det.predict(image, score_thresh=0.0, detections_per_img=3)["scores"]) == 3
