@@ -6,12 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from fasterrcnn.config import load_config
 from fasterrcnn.inspect import STAGES, TARGET_STAGES, trace
-from fasterrcnn.inspect import draw
 from fasterrcnn.model import build_model
 from fasterrcnn.model.backbones import scaled
 
@@ -44,8 +41,11 @@ def resnet_feature_size(size: int, style: str) -> int:
 
 
 def _model(net: str, overrides=(), width: float = 1 / 32, num_classes: int = NUM_CLASSES):
-    cfg = load_config(None, ["NET", net, "BACKBONE.WIDTH_MULT", width, "RPN_CHANNELS", 16,
-                             "TEST.RPN_POST_NMS_TOP_N", 20] + list(overrides))
+    """A random-init model; narrow (``width``, a 16-channel RPN, 20 test proposals) unless
+    ``width`` is 1, which keeps every default of the schema."""
+    narrow = [] if width == 1.0 else ["BACKBONE.WIDTH_MULT", width, "RPN_CHANNELS", 16,
+                                      "TEST.RPN_POST_NMS_TOP_N", 20]
+    cfg = load_config(None, ["NET", net] + narrow + list(overrides))
     torch.manual_seed(0)
     return build_model(cfg, num_classes).eval(), cfg
 
@@ -116,7 +116,7 @@ def test_shapes_table_at_600x800(net, one_thread, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("net", ["vgg16", "res101"])
 def test_shapes_table_at_600x800_full_width(net):
-    model, cfg = _model(net, ["TEST.RPN_POST_NMS_TOP_N", 300], width=1.0)
+    model, cfg = _model(net, width=1.0)
     result = trace(model, _image(WALKTHROUGH_HEIGHT, WALKTHROUGH_WIDTH))
     table = result.shapes()
     assert dict(table) == expected_shapes(cfg, net, result.num_rois,
@@ -127,6 +127,7 @@ def test_shapes_table_at_600x800_full_width(net):
     else:
         assert table["base_feat"] == (1, 1024, 38, 50) and table["anchors"] == (17100, 4)
         assert table["fc7"][1] == 2048
+    assert table["rpn_conv1"][1] == 512 and table["rois"] == (1, 300, 5)
     assert table["rpn_cls_score"][1] == 18 and table["rpn_bbox_pred"][1] == 36
 
 
@@ -203,11 +204,16 @@ def test_target_stages_need_targets():
         result["rpn_labels"]
 
 
-def _rectangles(fig: Figure) -> int:
+def _rectangles(fig) -> int:
+    from matplotlib.patches import Rectangle
+
     return sum(isinstance(p, Rectangle) for p in fig.axes[0].patches)
 
 
 def test_drawings(tmp_path, one_thread):
+    pytest.importorskip("matplotlib", reason="the [notebook] extra (matplotlib) is not installed")
+    from fasterrcnn.inspect import draw
+
     overrides = ["TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 32, "TEST.SCALES", [128],
                  "TEST.MAX_SIZE", 200, "ANCHOR_SCALES", [2, 4, 8], "TRAIN.FG_THRESH", 0.3]
     model, _ = _model("res18", overrides, width=1 / 16, num_classes=4)
@@ -232,3 +238,30 @@ def test_drawings(tmp_path, one_thread):
         "1_anchors_of_one_cell.png", "2_anchor_labels.png", "3_proposals.png",
         "4_sampled_rois.png", "5_detections.png", "shapes.txt"]
     assert (tmp_path / "shapes.txt").read_text().startswith("stage")
+
+
+def test_command_line_writes_table_and_figures(tmp_path, tiny_data_dir, one_thread, capsys):
+    pytest.importorskip("matplotlib", reason="the [notebook] extra (matplotlib) is not installed")
+    from pathlib import Path
+
+    from conftest import tiny_overrides
+    from fasterrcnn.commands import train
+    from fasterrcnn.inspect.__main__ import main
+
+    argv = ["--dataset", "shapes", "--save_dir", str(tmp_path), "--max_iters", "1", "--quiet",
+            "--device", "cpu", "--s", "1", "--bs", "2",
+            "--set"] + [str(v) for v in tiny_overrides(tiny_data_dir)]
+    assert train.main(argv) == 0
+    image = sorted(Path(tiny_data_dir, "shapes", "JPEGImages").glob("test_*.jpg"))[0]
+    out = tmp_path / "inspect"
+    assert main(["--checkpoint", str(tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_1.pth"),
+                 "--image", str(image), "--out", str(out), "--device", "cpu",
+                 "--gt", "10", "10", "60", "60", "2"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "1_anchors_of_one_cell.png", "2_anchor_labels.png", "3_proposals.png",
+        "4_sampled_rois.png", "5_detections.png", "shapes.txt"]
+    assert "rpn_labels" in (out / "shapes.txt").read_text()
+    assert "rpn_cls_score" in capsys.readouterr().out
+    with pytest.raises(OSError, match="missing.jpg"):
+        main(["--checkpoint", str(tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_1.pth"),
+              "--image", str(tmp_path / "missing.jpg"), "--out", str(out)])

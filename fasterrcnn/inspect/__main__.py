@@ -16,7 +16,6 @@ import torch
 from fasterrcnn.cli import add_device_arguments, device_from_args, setup_logging
 from fasterrcnn.data.image import read_image
 from fasterrcnn.detector import Detector
-from fasterrcnn.inspect.draw import save_all
 from fasterrcnn.inspect.trace import trace
 
 LOGGER = logging.getLogger("inspect")
@@ -44,6 +43,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     setup_logging()
+    try:
+        from fasterrcnn.inspect.draw import save_all
+    except ImportError as error:
+        raise SystemExit(f"the figures need matplotlib: pip install matplotlib ({error})")
     detector = Detector.from_checkpoint(args.checkpoint, device=device_from_args(args),
                                         overrides=args.set_cfgs)
     image = read_image(args.image)
