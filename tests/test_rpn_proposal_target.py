@@ -34,7 +34,7 @@ def _inputs(rois_per_image, gts_per_image, pad_rois=2, pad_gt=1, dtype=torch.flo
 
 
 def _run(overrides, *inputs, seed=0):
-    layer = ProposalTargetLayer(load_config(None, list(overrides)), num_classes=5)
+    layer = ProposalTargetLayer.from_config(load_config(None, list(overrides)))
     return layer(*inputs, torch.Generator().manual_seed(seed))
 
 
