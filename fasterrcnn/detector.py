@@ -1,8 +1,12 @@
 """The notebook API: load a trained detector and run it on images.
 
+A thin layer over the model's one-call API (:mod:`fasterrcnn.model.image_api`): it loads a
+checkpoint, keeps the class names and accepts paths, BGR arrays and PIL images.
+
     from fasterrcnn import Detector
     det = Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_4_600.pth", device="cpu")
     result = det.predict("image.jpg")        # or a BGR numpy array, an RGB PIL image, a list
+    # scores above cfg.TEST.DETECT_SCORE_THRESH (0.05), at most TEST.MAX_PER_IMAGE (100)
     result["boxes"], result["scores"], result["labels"], result["class_names"]
 """
 
@@ -16,10 +20,10 @@ import numpy as np
 import torch
 
 from fasterrcnn.config import Config
-from fasterrcnn.data import prepare_test_image
 from fasterrcnn.data.image import read_image
-from fasterrcnn.engine.inference import clip_to_original, load_model_from_checkpoint
+from fasterrcnn.engine.inference import load_model_from_checkpoint
 from fasterrcnn.model import FasterRCNN
+from fasterrcnn.model.image_api import detect
 
 ImageInput = Union[str, os.PathLike, np.ndarray, Any]
 
@@ -28,7 +32,8 @@ class Detector:
     """A FasterRCNN in eval mode with its config and class names.
 
     Attributes:
-        model: the torch module (eval mode), for inspection: ``det.model.forward_features``.
+        model: the torch module (eval mode): ``det.model(images)`` is the one-call API and
+            ``fasterrcnn.inspect.trace(det.model, image)`` shows every stage.
         cfg: the config it was trained with (test options may be overridden).
         classes: class names, index 0 the background.
     """
@@ -49,31 +54,34 @@ class Detector:
 
     @torch.no_grad()
     def predict(self, images: Union[ImageInput, List[ImageInput]],
-                score_thresh: Optional[float] = None) -> Union[Dict[str, Any], List[Dict[str,
-                                                                                         Any]]]:
+                score_thresh: Optional[float] = None, detections_per_img: Optional[int] = None
+                ) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Detect objects in one image or a list of them.
 
+        Each image is its own call of the model, so a result does not depend on the other
+        images of the list (a batch would pad them to a common size).
+
         Args:
-            images: a file path, a BGR uint8 numpy array (H, W, 3) or (H, W), an RGB PIL image,
-                or a list of these.
-            score_thresh: keep detections scoring above it (default: cfg.TEST.SCORE_THRESH).
+            images: a file path (read by :func:`fasterrcnn.data.image.read_image`), a BGR uint8
+                numpy array (H, W, 3) or (H, W), an RGB PIL image, or a list of these.
+            score_thresh: keep detections scoring above it (default:
+                ``cfg.TEST.DETECT_SCORE_THRESH``, 0.05 as torchvision).
+            detections_per_img: at most this many per image (default
+                ``cfg.TEST.MAX_PER_IMAGE``, 100; 0 keeps all).
 
         Returns:
             per image a dict: boxes (N, 4) float32 [x1, y1, x2, y2] in original-image pixels,
             scores (N,) float32, labels (N,) int64 (1..num_classes-1), class_names (N names).
         """
-        if isinstance(images, list):
-            return [self._predict_one(image, score_thresh) for image in images]
-        return self._predict_one(images, score_thresh)
+        many = isinstance(images, list)
+        results = [
+            self._to_numpy(detect(self.model, [to_bgr_array(image)], score_thresh,
+                                  detections_per_img)[0])
+            for image in (images if many else [images])
+        ]
+        return results if many else results[0]
 
-    def _predict_one(self, image: ImageInput, score_thresh: Optional[float]) -> Dict[str, Any]:
-        bgr = to_bgr_array(image)
-        im_data, im_info = prepare_test_image(bgr, self.cfg)
-        im_data, im_info = im_data.to(self.device), im_info.to(self.device)
-        rois, cls_prob, bbox_pred = self.model(im_data, im_info)
-        detection = self.model.postprocess(rois, cls_prob, bbox_pred, im_info,
-                                           score_thresh=score_thresh)[0]
-        detection = clip_to_original(detection, bgr.shape[0], bgr.shape[1])
+    def _to_numpy(self, detection: Dict[str, torch.Tensor]) -> Dict[str, Any]:
         labels = detection["labels"].cpu().numpy().astype(np.int64)
         return {
             "boxes": detection["boxes"].cpu().numpy().astype(np.float32),
@@ -86,7 +94,10 @@ class Detector:
 def to_bgr_array(image: ImageInput) -> np.ndarray:
     """A BGR uint8 (H, W, 3) array from a path, a numpy array or a PIL image."""
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image)
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"cannot read image file: {path} (no such file)")
+        return read_image(path)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             raise ValueError(f"numpy images must be uint8 (BGR), got {image.dtype}")

@@ -71,13 +71,19 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TestConfig:
-    """Test-time options: image scales, proposals and detection post-processing."""
+    """Test-time options: image scales, proposals and detection post-processing.
+
+    SCORE_THRESH is the evaluation's threshold (the reference's 0.0, so mAP sees every
+    detection); DETECT_SCORE_THRESH is the default of the one-call API ``model(images)`` and of
+    :class:`fasterrcnn.Detector` (torchvision's 0.05).  MAX_PER_IMAGE caps both.
+    """
 
     SCALES: Tuple[int, ...] = (600,)
     MAX_SIZE: int = 1000
     NMS: float = 0.3
     BBOX_REG: bool = True
     SCORE_THRESH: float = 0.0
+    DETECT_SCORE_THRESH: float = 0.05
     MAX_PER_IMAGE: int = 100
     RPN_NMS_THRESH: float = 0.7
     RPN_PRE_NMS_TOP_N: int = 6000

@@ -11,9 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from fasterrcnn.config import Config
+from fasterrcnn.model.image_api import forward_images
 from fasterrcnn.model.roi_head import Detections, RoIHead
 from fasterrcnn.model.rpn import RPN
 from fasterrcnn.rpn import draw_seed
+from fasterrcnn.model.transform import ImageTransform
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
@@ -72,6 +74,7 @@ class FasterRCNN(nn.Module):
         self.roi_head = roi_head
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(cfg.RNG_SEED)
+        self.transform = ImageTransform.from_config(cfg)
 
     @staticmethod
     def _check_inputs(im_data: Tensor, im_info: Tensor) -> None:
@@ -86,11 +89,14 @@ class FasterRCNN(nn.Module):
     def forward(
         self,
         im_data: Tensor,
-        im_info: Tensor,
+        im_info: Optional[Tensor] = None,
         gt_boxes: Optional[Tensor] = None,
         num_boxes: Optional[Tensor] = None,
-    ) -> Union[Dict[str, Tensor], Tuple[Tensor, Tensor, Tensor]]:
+    ) -> Union[Dict[str, Tensor], Tuple[Tensor, Tensor, Tensor], List[Dict[str, Tensor]]]:
         """Losses (training) or raw detections (eval).
+
+        ``model(images, targets)`` with a list of images is torchvision's contract instead:
+        see :mod:`fasterrcnn.model.image_api`.
 
         Args:
             im_data: ``(B, 3, H, W)`` float BGR, PIXEL_MEANS subtracted, divided by PIXEL_STDS.
@@ -104,6 +110,11 @@ class FasterRCNN(nn.Module):
             eval: ``rois (B, P, 5)``, ``cls_prob (B, P, num_classes)``, ``bbox_pred (B, P, 4 *
             num_classes or 4)`` (normalised deltas); rows of padded RoIs are zero in both.
         """
+        if isinstance(im_data, (list, tuple)):
+            return forward_images(self, im_data, im_info)
+        if im_info is None:
+            raise ValueError("im_info (B, 3) is required with an im_data tensor "
+                             "(or pass a list of images: model(images, targets))")
         self._check_inputs(im_data, im_info)
         if not self.training:
             rois, _, head = self._infer(im_data, im_info)
