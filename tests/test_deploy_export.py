@@ -23,12 +23,12 @@ NUM_TEST = 20
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A checkpoint of 30 iterations of the tiny shapes model with a 20-image test set."""
+    """A checkpoint of 2 epochs (24 iterations) of the tiny shapes model with a 20-image test set."""
     data_dir = str(tmp_path_factory.mktemp("data"))
     ensure_shapes(data_dir, num_train=12, num_test=NUM_TEST, seed=0)
     overrides = tiny_overrides(data_dir) + ["DATASET.SHAPES_NUM_TEST", NUM_TEST]
     save_dir = tmp_path_factory.mktemp("models")
-    argv = ["--dataset", "shapes", "--save_dir", str(save_dir), "--max_iters", "30", "--quiet",
+    argv = ["--dataset", "shapes", "--save_dir", str(save_dir), "--epochs", "2", "--quiet",
             "--device", "cpu", "--bs", "2", "--set"] + [str(v) for v in overrides]
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -36,7 +36,8 @@ def trained(tmp_path_factory):
         assert trainval_net.main(argv) == 0
     finally:
         torch.set_num_threads(before)
-    (path,) = (save_dir / "res18" / "shapes").glob("faster_rcnn_1_*_30.pth")
+    path = save_dir / "res18" / "shapes" / "faster_rcnn_1_2_12.pth"
+    assert path.is_file()
     return str(path)
 
 

@@ -182,3 +182,25 @@ def test_crop_pooling_has_a_clear_error(tiny_cfg):
     crop = apply_overrides(tiny_cfg, ["POOLING_MODE", "crop"])
     with pytest.raises(ValueError, match="POOLING_MODE crop.*pt2.*align.*pool"):
         check_onnx_exportable(crop)
+
+
+class _StableSort(torch.nn.Module):
+    def __init__(self, dim: int, descending: bool) -> None:
+        super().__init__()
+        self.dim, self.descending = dim, descending
+
+    def forward(self, x: torch.Tensor):
+        return torch.sort(x, dim=self.dim, descending=self.descending, stable=True)
+
+
+@pytest.mark.parametrize("dim,descending", [(-1, True), (-1, False), (0, True), (1, False)])
+def test_stable_sort_translation_keeps_tie_order(dim, descending, tmp_path):
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randint(0, 4, (3, 50), generator=gen).float()  # many ties
+    n = torch.export.Dim("n", min=2)
+    outputs = _run_onnx(_StableSort(dim, descending), (x,), STAND_IN, ({1: n},), tmp_path,
+                        [(x,), (x[:, :7],)])
+    for run, (values, indices) in zip([x, x[:, :7]], outputs):
+        want = _StableSort(dim, descending)(run)
+        np.testing.assert_array_equal(values, want.values.numpy())
+        np.testing.assert_array_equal(indices, want.indices.numpy())

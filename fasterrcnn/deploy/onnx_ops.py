@@ -24,6 +24,10 @@ Schemas follow torchvision's (``fasterrcnn::roi_align`` is ``torchvision::roi_al
   floor/ceil bins, empty bins 0 — the same arithmetic).  ONNX has no argmax output: the second
   output (used only by the backward) is exported as zeros.
 
+One aten operator needs a translation too: ``sort.stable`` (the stable sort the proposal
+layer ranks with; onnxscript has none) -> ONNX ``TopK`` over the whole axis, whose ties keep the
+lower index first, as a stable sort does.
+
 ``roi_crop`` has no ONNX translation: :func:`check_onnx_exportable` names the alternatives.
 """
 
@@ -103,6 +107,12 @@ def onnx_roi_pool(input, rois, spatial_scale: float, pooled_height: int, pooled_
     return pooled, argmax
 
 
+def onnx_sort_stable(self, stable=None, dim: int = -1, descending: bool = False):
+    """``aten::sort.stable``: values and int64 indices along ``dim``, equal values by index."""
+    size = op.Shape(self, start=dim, end=dim + 1) if dim != -1 else op.Shape(self, start=-1)
+    return op.TopK(self, size, axis=dim, largest=descending, sorted=True)
+
+
 TRANSLATIONS: dict[str, Callable] = {
     "nms": onnx_nms,
     "nms_mask": onnx_nms_mask,
@@ -113,9 +123,10 @@ TRANSLATIONS: dict[str, Callable] = {
 
 
 def onnx_translation_table(namespaces: Iterable[str] = OP_NAMESPACES) -> dict[object, Callable]:
-    """``custom_translation_table`` for ``torch.onnx.export``: the default overload of every
-    operator of :data:`TRANSLATIONS` registered in one of ``namespaces``."""
-    table: dict[object, Callable] = {}
+    """``custom_translation_table`` for ``torch.onnx.export``: ``aten::sort.stable`` and the
+    default overload of every operator of :data:`TRANSLATIONS` registered in one of
+    ``namespaces``."""
+    table: dict[object, Callable] = {torch.ops.aten.sort.stable: onnx_sort_stable}
     for namespace in namespaces:
         ops = getattr(torch.ops, namespace)
         for name, translation in TRANSLATIONS.items():
