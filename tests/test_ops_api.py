@@ -107,4 +107,5 @@ def test_batched_nms_idxs_length():
 
 def test_public_names():
     assert set(ops.__all__) == {"RoIAlign", "RoICrop", "RoIPool", "backend", "batched_nms",
-                                "nms", "roi_align", "roi_crop", "roi_pool"}
+                                "batched_nms_mask", "nms", "nms_mask", "roi_align", "roi_crop",
+                                "roi_pool"}

@@ -89,3 +89,63 @@ def test_fallback_matches_compiled(backend):
     boxes = torch.cat([random_boxes(500, gen), clustered_boxes(500, gen)])
     scores = distinct_scores(1000, gen)
     assert torch.equal(ops.nms(boxes, scores, 0.7), fallback.nms(boxes, scores, 0.7))
+
+
+def mask_to_keep(mask, scores):
+    """Indices of a keep mask in the order nms returns them: decreasing score, ties by index."""
+    kept = torch.nonzero(mask).squeeze(1)
+    order = torch.sort(scores[kept], descending=True, stable=True).indices
+    return kept[order]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("iou_threshold", [0.0, 0.3, 0.7])
+@pytest.mark.parametrize("kind", ["random", "clustered"])
+def test_nms_mask_matches_nms(backend, dtype, iou_threshold, kind):
+    gen = torch.Generator().manual_seed(int(iou_threshold * 10) + 40)
+    n = 600 if kind == "random" else 300
+    boxes = random_boxes(n, gen, dtype) if kind == "random" else clustered_boxes(n, gen, dtype)
+    scores = distinct_scores(n, gen, dtype)
+    mask = ops.nms_mask(boxes, scores, iou_threshold)
+    assert mask.dtype == torch.bool and mask.shape == (n,)
+    expected = torchvision.ops.nms(boxes, scores, iou_threshold)
+    assert 0 < int(mask.sum()) < n
+    assert torch.equal(mask_to_keep(mask, scores), expected)
+
+
+def test_nms_mask_degenerate(backend):
+    # equal scores (input order decides), identical boxes, zero-area boxes (IoU 0/0 = NaN is
+    # never > threshold: they survive), and one box
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 5.0, 5.0],
+                          [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 9.0]])
+    scores = torch.tensor([0.5, 0.5, 0.5, 0.9, 0.7, 0.5])
+    mask = ops.nms_mask(boxes, scores, 0.5)
+    assert mask.tolist() == [False, False, True, True, True, True]
+    assert torch.equal(mask_to_keep(mask, scores), torchvision.ops.nms(boxes, scores, 0.5))
+    assert ops.nms_mask(boxes[:1], scores[:1], 0.5).tolist() == [True]
+    empty = ops.nms_mask(torch.zeros(0, 4), torch.zeros(0), 0.5)
+    assert empty.dtype == torch.bool and empty.shape == (0,)
+
+
+def test_batched_nms_mask_matches_batched_nms(backend):
+    gen = torch.Generator().manual_seed(8)
+    boxes = torch.cat([random_boxes(200, gen), clustered_boxes(200, gen)])
+    scores = distinct_scores(400, gen)
+    idxs = torch.randint(0, 4, (400,), generator=gen)
+    mask = ops.batched_nms_mask(boxes, scores, idxs, 0.5)
+    assert mask.shape == (400,)
+    assert torch.equal(mask_to_keep(mask, scores),
+                       torchvision.ops.batched_nms(boxes, scores, idxs, 0.5))
+    empty = ops.batched_nms_mask(torch.zeros(0, 4), torch.zeros(0),
+                                 torch.zeros(0, dtype=torch.int64), 0.5)
+    assert empty.shape == (0,) and empty.dtype == torch.bool
+
+
+def test_nms_mask_argument_errors():
+    boxes, scores = torch.rand(5, 4), torch.rand(5)
+    with pytest.raises(ValueError, match=r"nms_mask: scores must have shape \(N,\)"):
+        ops.nms_mask(boxes, scores[:4], 0.5)
+    with pytest.raises(ValueError, match=r"nms_mask: boxes must have shape \(N,4\)"):
+        ops.nms_mask(boxes[:, :3], scores, 0.5)
+    with pytest.raises(ValueError, match="batched_nms_mask: idxs"):
+        ops.batched_nms_mask(boxes, scores, torch.zeros(4, dtype=torch.int64), 0.5)

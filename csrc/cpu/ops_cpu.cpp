@@ -1,9 +1,11 @@
-// CPU kernels of all ops in one translation unit (few torch-including files keep builds fast).
+// CPU kernels of all fasterrcnn:: operators in one translation unit (few torch-including files
+// keep builds fast), registered under the CPU dispatch key at the end of the file.
 // The per-element maths comes from csrc/include/fasterrcnn/*.h, shared with the CUDA kernels.
 // Forward passes parallelise over RoIs (and rows or channels); backward passes over channels,
 // so every thread writes its own part of the gradient and no atomics are needed.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <cfloat>
@@ -17,7 +19,7 @@
 #include "fasterrcnn/roi_align_math.h"
 #include "fasterrcnn/roi_crop_math.h"
 #include "fasterrcnn/roi_pool_math.h"
-#include "ops.h"
+#include "op_checks.h"
 
 namespace fasterrcnn {
 namespace {
@@ -32,22 +34,14 @@ int64_t grain_for(int64_t work_per_item) {
   return std::max<int64_t>(1, kMinWorkPerThread / std::max<int64_t>(work_per_item, 1));
 }
 
-void check_cpu_rois(const at::Tensor& input, const at::Tensor& rois, const char* op) {
-  TORCH_CHECK(input.device().is_cpu() && rois.device().is_cpu(), op, ": expected CPU tensors");
-  TORCH_CHECK(input.dim() == 4, op, ": input must be 4-D (B,C,H,W)");
-  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, op, ": rois must be (K,5)");
-  TORCH_CHECK(input.scalar_type() == rois.scalar_type(), op, ": dtype mismatch");
-  TORCH_CHECK(input.is_contiguous() && rois.is_contiguous(), op, ": expected contiguous tensors");
-}
-
 // Batch index of every RoI (truncated like torchvision), checked against the batch size.
 template <typename T>
 std::vector<int64_t> roi_batch_indices(const T* rois, int64_t num_rois, int64_t batch) {
   std::vector<int64_t> out(num_rois);
   for (int64_t k = 0; k < num_rois; ++k) {
     out[k] = static_cast<int64_t>(rois[k * 5]);
-    TORCH_CHECK(out[k] >= 0 && out[k] < batch, "roi batch index ", out[k],
-                " out of range for a batch of ", batch);
+    TORCH_CHECK_VALUE(out[k] >= 0 && out[k] < batch, "rois batch indices must lie in [0, ",
+                      batch, ") for an input batch of ", batch, ", got ", out[k]);
   }
   return out;
 }
@@ -248,75 +242,14 @@ std::vector<BinRange> pool_bins(const T* rois, int64_t num_rois, int lo_col, int
   return bins;
 }
 
-// Maximum cell of a bin, stored either compactly as its row-major position inside the bin
-// (uint8_t, kNoCell for empty bins; used when every bin has at most 255 cells, which quarters
-// the argmax memory) or as the flat index in the H*W plane (int32_t, -1 for empty bins).
-constexpr uint8_t kNoCell = 255;
-
-// Where a bin's cells start in the H*W plane and how many columns it has, for decoding the
-// compact argmax without integer divisions.
-struct BinCells {
-  int64_t base;
-  int32_t cols;
-  float inv_cols;
-};
-
-inline BinCells bin_cells(const BinRange& yb, const BinRange& xb, int64_t width) {
-  const int32_t cols = std::max(xb.end - xb.start, 1);
-  return {static_cast<int64_t>(yb.start) * width + xb.start, cols, 1.0f / cols};
-}
-
-// Position p = row * cols + col (p < 255) -> flat plane index.  (p + 0.5) / cols lies at least
-// 0.5 / cols > 0.001 from an integer, far above the float rounding error, so the row is exact.
-inline int64_t decode_argmax(uint8_t arg, const BinCells& bin, int64_t width) {
-  if (arg == kNoCell) return -1;
-  const int32_t row = static_cast<int32_t>((static_cast<float>(arg) + 0.5f) * bin.inv_cols);
-  return bin.base + static_cast<int64_t>(row) * width + (arg - row * bin.cols);
-}
-
-inline int64_t decode_argmax(int32_t arg, const BinCells&, int64_t) { return arg; }
-
-inline void encode_argmax(int32_t in_bin, const BinCells&, int64_t, uint8_t* out) {
-  *out = in_bin < 0 ? kNoCell : static_cast<uint8_t>(in_bin);
-}
-
-inline void encode_argmax(int32_t in_bin, const BinCells& bin, int64_t width, int32_t* out) {
-  if (in_bin < 0) {
-    *out = -1;
-    return;
-  }
-  const int32_t row = in_bin / bin.cols;
-  *out = static_cast<int32_t>(bin.base + static_cast<int64_t>(row) * width + in_bin % bin.cols);
-}
-
-// Largest number of cells in one bin over all RoIs.
-inline int64_t max_bin_cells(const std::vector<BinRange>& ybins,
-                             const std::vector<BinRange>& xbins, int64_t num_rois,
-                             int64_t out_h, int64_t out_w) {
-  int64_t most = 0;
-  for (int64_t k = 0; k < num_rois; ++k) {
-    int64_t rows = 0;
-    int64_t cols = 0;
-    for (int64_t i = 0; i < out_h; ++i) {
-      const BinRange& b = ybins[k * out_h + i];
-      rows = std::max<int64_t>(rows, b.end - b.start);
-    }
-    for (int64_t i = 0; i < out_w; ++i) {
-      const BinRange& b = xbins[k * out_w + i];
-      cols = std::max<int64_t>(cols, b.end - b.start);
-    }
-    most = std::max(most, rows * cols);
-  }
-  return most;
-}
-
-// Channels-last input, NCHW output and argmax (K,C,h,w).  Cells are scanned row-major and only
-// a strictly larger value replaces the maximum, so ties keep the first cell (like torchvision).
-template <typename T, typename Index>
+// Channels-last input, NCHW output and argmax (K,C,h,w): the flat index of each bin's maximum in
+// the H*W plane, -1 for empty bins.  Cells are scanned row-major and only a strictly larger
+// value replaces the maximum, so ties keep the first cell (like torchvision).
+template <typename T>
 void roi_pool_forward_impl(const T* input, const std::vector<int64_t>& image,
                            const std::vector<BinRange>& ybins, const std::vector<BinRange>& xbins,
                            int64_t num_rois, int64_t channels, int64_t height, int64_t width,
-                           int64_t out_h, int64_t out_w, T* output, Index* argmax) {
+                           int64_t out_h, int64_t out_w, T* output, int32_t* argmax) {
   const int64_t bins = out_h * out_w;
   at::parallel_for(0, num_rois, grain_for(channels * bins), [&](int64_t begin, int64_t end) {
     std::vector<T> best_buffer(kBinGroup * channels);
@@ -333,9 +266,9 @@ void roi_pool_forward_impl(const T* input, const std::vector<int64_t>& image,
           int32_t* __restrict__ arg = arg_buffer.data() + g * channels;
           std::fill(best, best + channels, empty ? T(0) : static_cast<T>(-FLT_MAX));
           std::fill(arg, arg + channels, -1);
-          int32_t in_bin = 0;
           for (int y = yb.start; y < yb.end; ++y) {
-            for (int x = xb.start; x < xb.end; ++x, ++in_bin) {
+            for (int x = xb.start; x < xb.end; ++x) {
+              const int32_t cell = y * static_cast<int32_t>(width) + x;
               const T* __restrict__ src =
                   img + (static_cast<int64_t>(y) * width + x) * channels;
               for (int64_t c = 0; c < channels; ++c) {
@@ -344,22 +277,16 @@ void roi_pool_forward_impl(const T* input, const std::vector<int64_t>& image,
                 const T b = best[c];
                 const int32_t larger = -static_cast<int32_t>(v > b);
                 best[c] = v > b ? v : b;
-                arg[c] = (in_bin & larger) | (arg[c] & ~larger);
+                arg[c] = (cell & larger) | (arg[c] & ~larger);
               }
             }
           }
-        }
-        BinCells group_cells[kBinGroup];
-        for (int64_t g = 0; g < group; ++g) {
-          group_cells[g] = bin_cells(ybins[k * out_h + (first + g) / out_w],
-                                     xbins[k * out_w + (first + g) % out_w], width);
         }
         for (int64_t c = 0; c < channels; ++c) {
           const int64_t offset = (k * channels + c) * bins + first;
           for (int64_t g = 0; g < group; ++g) {
             output[offset + g] = best_buffer[g * channels + c];
-            encode_argmax(arg_buffer[g * channels + c], group_cells[g], width,
-                          argmax + offset + g);
+            argmax[offset + g] = arg_buffer[g * channels + c];
           }
         }
       }
@@ -369,31 +296,21 @@ void roi_pool_forward_impl(const T* input, const std::vector<int64_t>& image,
 
 // grad_output and argmax (K,C,h,w), grad_input (B,C,H,W); parallel over channels, each thread
 // owns its gradient planes.
-template <typename T, typename Index>
-void roi_pool_backward_impl(const T* grad_output, const Index* argmax,
-                            const std::vector<int64_t>& image, const std::vector<BinRange>& ybins,
-                            const std::vector<BinRange>& xbins, int64_t num_rois,
+template <typename T>
+void roi_pool_backward_impl(const T* grad_output, const int32_t* argmax,
+                            const std::vector<int64_t>& image, int64_t num_rois,
                             int64_t channels, int64_t height, int64_t width, int64_t out_h,
                             int64_t out_w, T* grad_input) {
   const int64_t bins = out_h * out_w;
   const int64_t plane_size = height * width;
-  std::vector<BinCells> cells(num_rois * bins);
-  for (int64_t k = 0; k < num_rois; ++k) {
-    for (int64_t i = 0; i < bins; ++i) {
-      cells[k * bins + i] = bin_cells(ybins[k * out_h + i / out_w], xbins[k * out_w + i % out_w],
-                                      width);
-    }
-  }
   at::parallel_for(0, channels, grain_for(num_rois * bins), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
       for (int64_t k = 0; k < num_rois; ++k) {
         T* plane = grad_input + (image[k] * channels + c) * plane_size;
         const T* grad = grad_output + (k * channels + c) * bins;
-        const Index* arg = argmax + (k * channels + c) * bins;
-        const BinCells* roi_cells = cells.data() + k * bins;
+        const int32_t* arg = argmax + (k * channels + c) * bins;
         for (int64_t i = 0; i < bins; ++i) {
-          const int64_t cell = decode_argmax(arg[i], roi_cells[i], width);
-          if (cell >= 0) plane[cell] += grad[i];
+          if (arg[i] >= 0) plane[arg[i]] += grad[i];
         }
       }
     }
@@ -535,12 +452,11 @@ T threshold_in(double threshold) {
   return t;
 }
 
+// Greedy NMS: keep flags (1 = kept) of the boxes in `order` (indices by decreasing score).
 template <typename T>
-std::vector<int64_t> nms_impl(const T* boxes, const T* scores, int64_t n, double iou_threshold) {
-  std::vector<int64_t> order(n);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [scores](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+std::vector<uint8_t> nms_keep_sorted(const T* boxes, const std::vector<int64_t>& order,
+                                     double iou_threshold) {
+  const int64_t n = static_cast<int64_t>(order.size());
   std::vector<T> x1(n), y1(n), x2(n), y2(n), area(n);
   for (int64_t i = 0; i < n; ++i) {
     const T* b = boxes + order[i] * 4;
@@ -552,10 +468,8 @@ std::vector<int64_t> nms_impl(const T* boxes, const T* scores, int64_t n, double
   }
   const T threshold = threshold_in<T>(iou_threshold);
   std::vector<uint8_t> suppressed(n, 0);
-  std::vector<int64_t> keep;
   for (int64_t i = 0; i < n; ++i) {
     if (suppressed[i]) continue;
-    keep.push_back(order[i]);
     const T ix1 = x1[i], iy1 = y1[i], ix2 = x2[i], iy2 = y2[i], iarea = area[i];
     uint8_t* supp = suppressed.data();
     const T* px1 = x1.data();
@@ -569,32 +483,63 @@ std::vector<int64_t> nms_impl(const T* boxes, const T* scores, int64_t n, double
       supp[j] |= static_cast<uint8_t>(iou > threshold);
     }
   }
-  return keep;
+  for (uint8_t& flag : suppressed) flag ^= 1;
+  return suppressed;
 }
 
-}  // namespace
+// Indices of the boxes by decreasing score; equal scores keep their input order.
+template <typename T>
+std::vector<int64_t> score_order(const T* scores, int64_t n) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [scores](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  return order;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator kernels (argument checks, contiguity, dtype dispatch).
 
 at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  TORCH_CHECK(boxes.device().is_cpu() && scores.device().is_cpu(), "nms: expected CPU tensors");
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "nms: boxes must be (N,4)");
-  TORCH_CHECK(scores.dim() == 1 && scores.size(0) == boxes.size(0), "nms: scores must be (N,)");
-  TORCH_CHECK(boxes.scalar_type() == scores.scalar_type(), "nms: dtype mismatch");
+  check_nms_op("nms", boxes, scores);
   const at::Tensor b = boxes.contiguous();
   const at::Tensor s = scores.contiguous();
   std::vector<int64_t> keep;
   AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "nms_cpu", [&] {
-    keep = nms_impl<scalar_t>(b.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), b.size(0),
-                              iou_threshold);
+    const std::vector<int64_t> order = score_order(s.data_ptr<scalar_t>(), b.size(0));
+    const std::vector<uint8_t> kept = nms_keep_sorted(b.data_ptr<scalar_t>(), order,
+                                                      iou_threshold);
+    for (size_t i = 0; i < order.size(); ++i) {
+      if (kept[i]) keep.push_back(order[i]);
+    }
   });
   at::Tensor out = at::empty({static_cast<int64_t>(keep.size())}, b.options().dtype(at::kLong));
   std::copy(keep.begin(), keep.end(), out.data_ptr<int64_t>());
   return out;
 }
 
-at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois,
+at::Tensor nms_mask_cpu(const at::Tensor& boxes, const at::Tensor& scores,
+                        double iou_threshold) {
+  check_nms_op("nms_mask", boxes, scores);
+  const at::Tensor b = boxes.contiguous();
+  const at::Tensor s = scores.contiguous();
+  at::Tensor mask = at::empty({b.size(0)}, b.options().dtype(at::kBool));
+  bool* out = mask.data_ptr<bool>();
+  AT_DISPATCH_FLOATING_TYPES(b.scalar_type(), "nms_mask_cpu", [&] {
+    const std::vector<int64_t> order = score_order(s.data_ptr<scalar_t>(), b.size(0));
+    const std::vector<uint8_t> kept = nms_keep_sorted(b.data_ptr<scalar_t>(), order,
+                                                      iou_threshold);
+    for (size_t i = 0; i < order.size(); ++i) out[order[i]] = kept[i] != 0;
+  });
+  return mask;
+}
+
+at::Tensor roi_align_forward_cpu(const at::Tensor& input_arg, const at::Tensor& rois_arg,
                                  double spatial_scale, int64_t out_h, int64_t out_w,
                                  int64_t sampling_ratio, bool aligned) {
-  check_cpu_rois(input, rois, "roi_align");
+  check_roi_op("roi_align", input_arg, rois_arg, spatial_scale, out_h, out_w);
+  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor rois = rois_arg.contiguous();
   const at::Tensor input_cl = input.permute({0, 2, 3, 1}).contiguous();
   at::Tensor output = at::empty({rois.size(0), input.size(1), out_h, out_w}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_align_forward_cpu", [&] {
@@ -606,12 +551,13 @@ at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois
   return output;
 }
 
-at::Tensor roi_align_backward_cpu(const at::Tensor& grad_output, const at::Tensor& rois,
+at::Tensor roi_align_backward_cpu(const at::Tensor& grad_arg, const at::Tensor& rois_arg,
                                   double spatial_scale, int64_t out_h, int64_t out_w,
                                   int64_t batch, int64_t channels, int64_t height, int64_t width,
                                   int64_t sampling_ratio, bool aligned) {
-  TORCH_CHECK(grad_output.is_contiguous() && rois.is_contiguous(),
-              "roi_align_backward: expected contiguous tensors");
+  check_roi_backward_op("_roi_align_backward", grad_arg, rois_arg, out_h, out_w);
+  const at::Tensor grad_output = grad_arg.contiguous();
+  const at::Tensor rois = rois_arg.contiguous();
   at::Tensor grad_input = at::zeros({batch, height, width, channels}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "roi_align_backward_cpu", [&] {
     roi_align_backward_impl<scalar_t>(grad_output.data_ptr<scalar_t>(),
@@ -623,19 +569,21 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad_output, const at::Tenso
   return grad_input.permute({0, 3, 1, 2}).contiguous();
 }
 
-// argmax is uint8 (position inside the bin) when every bin has at most 255 cells, int32 (flat
-// index in the H*W plane) otherwise; only roi_pool_backward_cpu reads it.
-std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input,
-                                                        const at::Tensor& rois,
+// argmax (K,C,h,w) int32: the flat index of each bin's maximum in the H*W plane, -1 for empty
+// bins (the same layout as the CUDA kernel's).
+std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input_arg,
+                                                        const at::Tensor& rois_arg,
                                                         double spatial_scale, int64_t out_h,
                                                         int64_t out_w) {
-  check_cpu_rois(input, rois, "roi_pool");
-  TORCH_CHECK(input.size(2) * input.size(3) < std::numeric_limits<int32_t>::max(),
-              "roi_pool: feature map too large");
+  check_roi_op("roi_pool", input_arg, rois_arg, spatial_scale, out_h, out_w);
+  TORCH_CHECK_VALUE(input_arg.size(2) * input_arg.size(3) < std::numeric_limits<int32_t>::max(),
+                    "roi_pool: feature map too large for int32 argmax, got ", input_arg.sizes());
+  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor rois = rois_arg.contiguous();
   const int64_t num_rois = rois.size(0);
   const at::Tensor input_cl = input.permute({0, 2, 3, 1}).contiguous();
   at::Tensor output = at::empty({num_rois, input.size(1), out_h, out_w}, input.options());
-  at::Tensor argmax;
+  at::Tensor argmax = at::empty(output.sizes(), input.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_forward_cpu", [&] {
     const scalar_t* r = rois.data_ptr<scalar_t>();
     const std::vector<int64_t> image = roi_batch_indices(r, num_rois, input.size(0));
@@ -643,59 +591,50 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input,
                                                   spatial_scale);
     const std::vector<BinRange> xbins = pool_bins(r, num_rois, 1, 3, out_w, input.size(3),
                                                   spatial_scale);
-    const bool compact = max_bin_cells(ybins, xbins, num_rois, out_h, out_w) < kNoCell;
-    argmax = at::empty(output.sizes(), input.options().dtype(compact ? at::kByte : at::kInt));
-    if (compact) {
-      roi_pool_forward_impl<scalar_t, uint8_t>(
-          input_cl.data_ptr<scalar_t>(), image, ybins, xbins, num_rois, input.size(1),
-          input.size(2), input.size(3), out_h, out_w, output.data_ptr<scalar_t>(),
-          argmax.data_ptr<uint8_t>());
-    } else {
-      roi_pool_forward_impl<scalar_t, int32_t>(
-          input_cl.data_ptr<scalar_t>(), image, ybins, xbins, num_rois, input.size(1),
-          input.size(2), input.size(3), out_h, out_w, output.data_ptr<scalar_t>(),
-          argmax.data_ptr<int32_t>());
-    }
+    roi_pool_forward_impl<scalar_t>(input_cl.data_ptr<scalar_t>(), image, ybins, xbins,
+                                    num_rois, input.size(1), input.size(2), input.size(3), out_h,
+                                    out_w, output.data_ptr<scalar_t>(),
+                                    argmax.data_ptr<int32_t>());
   });
   return {output, argmax};
 }
 
-at::Tensor roi_pool_backward_cpu(const at::Tensor& grad_output, const at::Tensor& rois,
-                                 const at::Tensor& argmax, double spatial_scale, int64_t batch,
-                                 int64_t channels, int64_t height, int64_t width) {
-  TORCH_CHECK(grad_output.is_contiguous() && argmax.is_contiguous() && rois.is_contiguous(),
-              "roi_pool_backward: expected contiguous tensors");
-  TORCH_CHECK(argmax.sizes() == grad_output.sizes(), "roi_pool_backward: argmax shape mismatch");
+at::Tensor roi_pool_backward_cpu(const at::Tensor& grad_arg, const at::Tensor& rois_arg,
+                                 const at::Tensor& argmax_arg, double /*spatial_scale*/,
+                                 int64_t out_h, int64_t out_w, int64_t batch, int64_t channels,
+                                 int64_t height, int64_t width) {
+  check_roi_backward_op("_roi_pool_backward", grad_arg, rois_arg, out_h, out_w);
+  TORCH_CHECK_VALUE(argmax_arg.sizes() == grad_arg.sizes() &&
+                        argmax_arg.scalar_type() == at::kInt,
+                    "_roi_pool_backward: argmax must be int32 of the shape of grad, got ",
+                    argmax_arg.scalar_type(), " ", argmax_arg.sizes());
+  const at::Tensor grad_output = grad_arg.contiguous();
+  const at::Tensor rois = rois_arg.contiguous();
+  const at::Tensor argmax = argmax_arg.contiguous();
   const int64_t num_rois = rois.size(0);
-  const int64_t out_h = grad_output.size(2);
-  const int64_t out_w = grad_output.size(3);
   at::Tensor grad_input = at::zeros({batch, channels, height, width}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "roi_pool_backward_cpu", [&] {
-    const scalar_t* r = rois.data_ptr<scalar_t>();
-    const std::vector<int64_t> image = roi_batch_indices(r, num_rois, batch);
-    const std::vector<BinRange> ybins = pool_bins(r, num_rois, 2, 4, out_h, height,
-                                                  spatial_scale);
-    const std::vector<BinRange> xbins = pool_bins(r, num_rois, 1, 3, out_w, width,
-                                                  spatial_scale);
-    if (argmax.scalar_type() == at::kByte) {
-      roi_pool_backward_impl<scalar_t, uint8_t>(
-          grad_output.data_ptr<scalar_t>(), argmax.data_ptr<uint8_t>(), image, ybins, xbins,
-          num_rois, channels, height, width, out_h, out_w, grad_input.data_ptr<scalar_t>());
-    } else {
-      TORCH_CHECK(argmax.scalar_type() == at::kInt, "roi_pool_backward: bad argmax dtype");
-      roi_pool_backward_impl<scalar_t, int32_t>(
-          grad_output.data_ptr<scalar_t>(), argmax.data_ptr<int32_t>(), image, ybins, xbins,
-          num_rois, channels, height, width, out_h, out_w, grad_input.data_ptr<scalar_t>());
-    }
+    const std::vector<int64_t> image = roi_batch_indices(rois.data_ptr<scalar_t>(), num_rois,
+                                                         batch);
+    roi_pool_backward_impl<scalar_t>(grad_output.data_ptr<scalar_t>(),
+                                     argmax.data_ptr<int32_t>(), image, num_rois, channels,
+                                     height, width, out_h, out_w,
+                                     grad_input.data_ptr<scalar_t>());
   });
   return grad_input;
 }
 
-std::tuple<at::Tensor, at::Tensor> roi_crop_forward_cpu(const at::Tensor& input,
-                                                        const at::Tensor& rois,
+// argmax (K,C,h,w) uint8 when max_pool (position dy*2+dx of the maximum in its 2x2 window),
+// (0,) otherwise.
+std::tuple<at::Tensor, at::Tensor> roi_crop_forward_cpu(const at::Tensor& input_arg,
+                                                        const at::Tensor& rois_arg,
                                                         double spatial_scale, int64_t out_h,
                                                         int64_t out_w, bool max_pool) {
-  check_cpu_rois(input, rois, "roi_crop");
+  check_roi_op("roi_crop", input_arg, rois_arg, spatial_scale, out_h, out_w);
+  TORCH_CHECK_VALUE(input_arg.size(2) > 1 && input_arg.size(3) > 1,
+                    "roi_crop: feature map must be at least 2x2, got ", input_arg.sizes());
+  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor rois = rois_arg.contiguous();
   at::Tensor output = at::empty({rois.size(0), input.size(1), out_h, out_w}, input.options());
   at::Tensor argmax = at::zeros(max_pool ? output.sizes() : at::IntArrayRef{0},
                                 input.options().dtype(at::kByte));
@@ -708,12 +647,17 @@ std::tuple<at::Tensor, at::Tensor> roi_crop_forward_cpu(const at::Tensor& input,
   return {output, argmax};
 }
 
-at::Tensor roi_crop_backward_cpu(const at::Tensor& grad_output, const at::Tensor& rois,
-                                 const at::Tensor& argmax, double spatial_scale, int64_t out_h,
-                                 int64_t out_w, bool max_pool, int64_t batch, int64_t channels,
-                                 int64_t height, int64_t width) {
-  TORCH_CHECK(grad_output.is_contiguous() && argmax.is_contiguous() && rois.is_contiguous(),
-              "roi_crop_backward: expected contiguous tensors");
+at::Tensor roi_crop_backward_cpu(const at::Tensor& grad_arg, const at::Tensor& rois_arg,
+                                 const at::Tensor& argmax_arg, double spatial_scale,
+                                 int64_t out_h, int64_t out_w, bool max_pool, int64_t batch,
+                                 int64_t channels, int64_t height, int64_t width) {
+  check_roi_backward_op("_roi_crop_backward", grad_arg, rois_arg, out_h, out_w);
+  TORCH_CHECK_VALUE(!max_pool || argmax_arg.sizes() == grad_arg.sizes(),
+                    "_roi_crop_backward: argmax must have the shape of grad, got ",
+                    argmax_arg.sizes());
+  const at::Tensor grad_output = grad_arg.contiguous();
+  const at::Tensor rois = rois_arg.contiguous();
+  const at::Tensor argmax = argmax_arg.contiguous();
   at::Tensor grad_input = at::zeros({batch, channels, height, width}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "roi_crop_backward_cpu", [&] {
     roi_crop_backward_impl<scalar_t>(grad_output.data_ptr<scalar_t>(), rois.data_ptr<scalar_t>(),
@@ -724,4 +668,16 @@ at::Tensor roi_crop_backward_cpu(const at::Tensor& grad_output, const at::Tensor
   return grad_input;
 }
 
+}  // namespace
 }  // namespace fasterrcnn
+
+TORCH_LIBRARY_IMPL(fasterrcnn, CPU, m) {
+  m.impl("nms", &fasterrcnn::nms_cpu);
+  m.impl("nms_mask", &fasterrcnn::nms_mask_cpu);
+  m.impl("roi_align", &fasterrcnn::roi_align_forward_cpu);
+  m.impl("_roi_align_backward", &fasterrcnn::roi_align_backward_cpu);
+  m.impl("roi_pool", &fasterrcnn::roi_pool_forward_cpu);
+  m.impl("_roi_pool_backward", &fasterrcnn::roi_pool_backward_cpu);
+  m.impl("roi_crop", &fasterrcnn::roi_crop_forward_cpu);
+  m.impl("_roi_crop_backward", &fasterrcnn::roi_crop_backward_cpu);
+}

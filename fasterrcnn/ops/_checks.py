@@ -1,4 +1,4 @@
-"""Argument validation shared by the ops; raises before any kernel runs."""
+"""Argument validation shared by the public ops, the fallback kernels and the fake kernels."""
 from typing import Sequence, Tuple, Union
 
 import torch
@@ -19,8 +19,17 @@ def pair(output_size: OutputSize, name: str = "output_size") -> Tuple[int, int]:
     return size[0], size[1]
 
 
-def check_roi_args(input: torch.Tensor, rois: torch.Tensor, op: str) -> None:
-    """input (B,C,H,W) floating, rois (K,5) of the same dtype and device, batch index < B."""
+def check_roi_args(
+    input: torch.Tensor,
+    rois: torch.Tensor,
+    op: str,
+    spatial_scale: float = 1.0,
+    output_size: Tuple[int, int] = (1, 1),
+) -> None:
+    """input (B,C,H,W) floating, rois (K,5) of the same dtype and device, spatial_scale and the
+    output size positive.  Shapes, dtypes and arguments only (no data-dependent check), so it
+    also runs in fake kernels and under ``torch.compile``; the kernels check the batch indices.
+    """
     if not isinstance(input, torch.Tensor) or not isinstance(rois, torch.Tensor):
         raise TypeError(f"{op}: input and rois must be tensors")
     if input.dim() != 4:
@@ -36,10 +45,25 @@ def check_roi_args(input: torch.Tensor, rois: torch.Tensor, op: str) -> None:
         raise TypeError(f"{op}: rois dtype {rois.dtype} does not match input dtype {input.dtype}")
     if rois.device != input.device:
         raise ValueError(f"{op}: rois on {rois.device} but input on {input.device}")
-    if rois.size(0) and bool(((rois[:, 0] < 0) | (rois[:, 0] >= input.size(0))).any()):
+    if output_size[0] <= 0 or output_size[1] <= 0:
+        raise ValueError(f"{op}: output_size must be positive, got {tuple(output_size)}")
+    if not spatial_scale > 0:
+        raise ValueError(f"{op}: spatial_scale must be positive, got {spatial_scale}")
+    if op == "roi_crop" and (input.size(2) < 2 or input.size(3) < 2):
+        raise ValueError(f"roi_crop: feature map must be at least 2x2, got {tuple(input.shape)}")
+
+
+def check_roi_backward_args(
+    grad: torch.Tensor, rois: torch.Tensor, op: str, output_size: Tuple[int, int]
+) -> None:
+    """grad (K,C,out_h,out_w) of a RoI op's output for rois (K,5)."""
+    if rois.dim() != 2 or rois.size(1) != 5:
+        raise ValueError(f"{op}: rois must have shape (K,5), got {tuple(rois.shape)}")
+    expected = (rois.size(0), output_size[0], output_size[1])
+    if grad.dim() != 4 or (grad.size(0), grad.size(2), grad.size(3)) != expected:
         raise ValueError(
-            f"{op}: rois batch indices must lie in [0, {input.size(0)}) for an input batch of "
-            f"{input.size(0)}"
+            f"{op}: grad must have shape (K, C, {output_size[0]}, {output_size[1]}) with "
+            f"K = {rois.size(0)}, got {tuple(grad.shape)}"
         )
 
 

@@ -1,7 +1,9 @@
 """Loading of the compiled extension ``fasterrcnn._C`` and backend selection.
 
 The extension is optional: when it is missing (no compiler, not built) every op uses its
-pure-torch fallback.  ``FASTERRCNN_OPS=torch`` forces the fallback; it is read at call time.
+pure-torch fallback.  ``FASTERRCNN_OPS=torch`` forces the fallback; it is read at call time
+(under ``torch.compile``, when the function is traced).  Loading the extension registers the
+``torch.ops.fasterrcnn`` operators; ``torch.ops.fasterrcnn_torch`` are the fallbacks.
 """
 import importlib
 import logging
@@ -53,3 +55,9 @@ def use_kernels(*tensors: torch.Tensor) -> bool:
     """True when the compiled kernels handle these tensors (device and dtype supported)."""
     first = tensors[0]
     return backend(first.device) != "torch" and first.dtype in KERNEL_DTYPES
+
+
+def operators(tensor: torch.Tensor) -> torch._ops._OpNamespace:
+    """``torch.ops.fasterrcnn`` when the compiled kernels handle ``tensor`` (its device and
+    dtype), else ``torch.ops.fasterrcnn_torch`` (the pure-torch fallbacks, same schemas)."""
+    return torch.ops.fasterrcnn if use_kernels(tensor) else torch.ops.fasterrcnn_torch

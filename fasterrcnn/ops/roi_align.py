@@ -5,36 +5,11 @@ the feature map.  No +1 in RoI sizes; ``aligned=True`` shifts by half a pixel.  
 out_h x out_w bins averages sampling_ratio^2 bilinear samples (ceil(roi_size/out_size) per axis
 when sampling_ratio <= 0).  Gradients flow to ``input`` only.
 """
-from typing import Tuple
-
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 
-from . import fallback
 from ._checks import OutputSize, check_roi_args, pair
-from ._ext import extension, use_kernels
-
-
-class _RoIAlignFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, input, rois, output_size, spatial_scale, sampling_ratio, aligned):
-        ctx.save_for_backward(rois)
-        ctx.params = (output_size, spatial_scale, sampling_ratio, aligned, input.shape)
-        return extension().roi_align_forward(
-            input, rois, spatial_scale, output_size[0], output_size[1], sampling_ratio, aligned
-        )
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_output):
-        (rois,) = ctx.saved_tensors
-        output_size, spatial_scale, sampling_ratio, aligned, shape = ctx.params
-        grad_input = extension().roi_align_backward(
-            grad_output.contiguous(), rois, spatial_scale, output_size[0], output_size[1],
-            shape[0], shape[1], shape[2], shape[3], sampling_ratio, aligned,
-        )
-        return grad_input, None, None, None, None, None
+from ._ext import operators
 
 
 def roi_align(
@@ -45,16 +20,11 @@ def roi_align(
     sampling_ratio: int = -1,
     aligned: bool = False,
 ) -> torch.Tensor:
-    """input (B,C,H,W), rois (K,5) -> (K,C,out_h,out_w)."""
-    check_roi_args(input, rois, "roi_align")
-    size: Tuple[int, int] = pair(output_size)
-    if use_kernels(input):
-        return _RoIAlignFunction.apply(
-            input.contiguous(), rois.detach().contiguous(), size, float(spatial_scale),
-            int(sampling_ratio), bool(aligned),
-        )
-    return fallback.roi_align(input, rois, size, float(spatial_scale), int(sampling_ratio),
-                              bool(aligned))
+    """input (B,C,H,W), rois (K,5) -> (K,C,out_h,out_w) (``torch.ops.fasterrcnn.roi_align``)."""
+    out_h, out_w = pair(output_size)
+    check_roi_args(input, rois, "roi_align", spatial_scale, (out_h, out_w))
+    return operators(input).roi_align(input, rois, float(spatial_scale), out_h, out_w,
+                                      int(sampling_ratio), bool(aligned))
 
 
 class RoIAlign(nn.Module):

@@ -1,10 +1,31 @@
 """Helpers to run a per-image computation over the RoIs of each image of a batch."""
-from typing import Callable, List
+from typing import Callable, Iterator, List, Tuple
 
 import torch
 
 #: upper bound on the elements of one intermediate tensor (bounds memory of the fallbacks).
 MAX_CHUNK_ELEMENTS = 1 << 24
+
+
+def check_batch_indices(rois: torch.Tensor, num_images: int, op: str) -> None:
+    """rois (K,5): every batch index (truncated to int) must lie in [0, num_images)."""
+    batch = rois[:, 0].detach().to(torch.int64)
+    if batch.numel() and bool(((batch < 0) | (batch >= num_images)).any()):
+        raise ValueError(
+            f"{op}: rois batch indices must lie in [0, {num_images}) for an input batch of "
+            f"{num_images}"
+        )
+
+
+def image_groups(rois: torch.Tensor, num_images: int) -> Iterator[Tuple[int, torch.Tensor]]:
+    """(image, roi_indices) for every image that has RoIs; rois (K,5), batch index first."""
+    batch = rois[:, 0].detach().to(torch.int64)
+    order = torch.argsort(batch, stable=True)
+    start = 0
+    for image, count in enumerate(torch.bincount(batch, minlength=num_images).tolist()):
+        if count:
+            yield image, order[start:start + count]
+        start += count
 
 
 def per_image(

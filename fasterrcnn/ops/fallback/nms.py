@@ -2,6 +2,8 @@
 
 Boxes are [x1, y1, x2, y2] with torchvision's convention (area = (x2-x1)*(y2-y1), no +1).
 """
+from typing import Tuple
+
 import torch
 
 _BLOCK = 256
@@ -38,15 +40,15 @@ def _resolve_block(overlap: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
         keep = new_keep
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """boxes (N,4), scores (N,) -> int64 (K,) indices kept, by decreasing score."""
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
+def _keep_sorted(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Score order (N,) int64 (ties keep input order) and bool (N,) keep flags in that order."""
     order = torch.sort(scores, descending=True, stable=True).indices
     sorted_boxes = boxes[order]
     n = sorted_boxes.size(0)
     kept_boxes = sorted_boxes.new_empty((0, 4))
-    keep_flags = []
+    keep_flags = [torch.zeros(0, dtype=torch.bool, device=boxes.device)]
     for start in range(0, n, _BLOCK):
         block = sorted_boxes[start:start + _BLOCK]
         alive = ~_iou_exceeds(kept_boxes, block, iou_threshold).any(dim=0)
@@ -54,4 +56,16 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
         keep = _resolve_block(overlap, alive)
         kept_boxes = torch.cat([kept_boxes, block[keep]])
         keep_flags.append(keep)
-    return order[torch.cat(keep_flags)]
+    return order, torch.cat(keep_flags)
+
+
+def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """boxes (N,4), scores (N,) -> int64 (K,) indices kept, by decreasing score."""
+    order, keep = _keep_sorted(boxes, scores, iou_threshold)
+    return order[keep]
+
+
+def nms_mask(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """boxes (N,4), scores (N,) -> bool (N,): True where the box survives greedy NMS."""
+    order, keep = _keep_sorted(boxes, scores, iou_threshold)
+    return torch.zeros_like(keep).scatter_(0, order, keep)

@@ -9,7 +9,7 @@ from typing import Tuple
 
 import torch
 
-from ._batching import chunks, empty_output, per_image
+from ._batching import chunks, empty_output, image_groups, per_image
 
 
 def axis_weights(
@@ -88,3 +88,35 @@ def roi_align(
         return torch.cat(parts)
 
     return per_image(rois, num_images, pool_image)
+
+
+def roi_align_backward(
+    grad: torch.Tensor,
+    rois: torch.Tensor,
+    spatial_scale: float,
+    output_size: Tuple[int, int],
+    input_shape: Tuple[int, int, int, int],
+    sampling_ratio: int,
+    aligned: bool,
+) -> torch.Tensor:
+    """grad (K,C,out_h,out_w) of :func:`roi_align`'s output -> grad of input (B,C,H,W).
+
+    The transposed products: grad_input[b] = sum over the RoIs k of image b of Ay_k^T G_k Ax_k.
+    """
+    num_images, channels, height, width = input_shape
+    out_h, out_w = output_size
+    grad_input = grad.new_zeros(input_shape)
+    if rois.size(0) == 0:
+        return grad_input
+    ay = axis_weights(rois[:, 2], rois[:, 4], out_h, height, spatial_scale, sampling_ratio, aligned)
+    ax = axis_weights(rois[:, 1], rois[:, 3], out_w, width, spatial_scale, sampling_ratio, aligned)
+    for image, idx in image_groups(rois, num_images):
+        for part in chunks(idx.numel(), channels * height * out_w):
+            sel = idx[part]
+            k = sel.numel()
+            # (k,1,H,out_h) @ (k,C,out_h,out_w) -> (k,C,H,out_w), then contract k and out_w
+            cols = torch.matmul(ay[sel].transpose(1, 2).unsqueeze(1), grad[sel])
+            cols = cols.permute(1, 2, 0, 3).reshape(channels * height, k * out_w)
+            grad_input[image] += (cols @ ax[sel].reshape(k * out_w, width)).view(
+                channels, height, width)
+    return grad_input
