@@ -43,8 +43,9 @@ from fasterrcnn.config import Config
 
 INT64_MAX = 2**63 - 1
 
-OP_NAMESPACES = ("fasterrcnn",)
-"""Namespaces searched for the operators by :func:`onnx_translation_table`."""
+OP_NAMESPACES = ("fasterrcnn", "fasterrcnn_torch")
+"""Namespaces searched for the operators by :func:`onnx_translation_table`: the compiled
+operators and their pure-torch fallbacks (same schemas)."""
 
 
 def onnx_nms(boxes, scores, iou_threshold: float):
