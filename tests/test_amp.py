@@ -78,7 +78,7 @@ class DtypeRecorder:
             "base_out": (model.base, "out"),
             "proposal_in": (model.rpn.proposal_layer, "in"),
             "anchor_target_in": (model.rpn.anchor_target_layer, "in"),
-            "proposal_target_in": (model.proposal_target_layer, "in"),
+            "proposal_target_in": (model.roi_head.proposal_target_layer, "in"),
             "pool_in": (model.roi_head.pooler, "in"),
             "pool_out": (model.roi_head.pooler, "out"),
         }

@@ -135,7 +135,7 @@ def _ddp_step_worker(rank: int, world_size: int, port: int, out_dir: str) -> Non
         model.generator.manual_seed(cfg.RNG_SEED + rank)  # as the training run seeds it
         ddp = nn.parallel.DistributedDataParallel(model)
         batch = tuple(t[rank:rank + 1] for t in two_images())
-        sampled = (model.rpn.anchor_target_layer, model.proposal_target_layer)
+        sampled = (model.rpn.anchor_target_layer, model.roi_head.proposal_target_layer)
         counts: List[int] = []
         sampled[0].register_forward_hook(
             lambda m, a, out: counts.append(int((out.labels != -1).sum())))

@@ -39,7 +39,7 @@ def test_smooth_l1_gradcheck():
 
 def _rpn(overrides=()):
     cfg = load_config(None, ["RPN_CHANNELS", "4", "ANCHOR_SCALES", "[2, 4]"] + list(overrides))
-    return cfg, RPN(cfg, in_channels=3)
+    return cfg, RPN.from_config(cfg, in_channels=3)
 
 
 def test_rpn_per_anchor_layout_follows_shift_anchors():
@@ -83,7 +83,7 @@ def test_rpn_per_anchor_layout_follows_shift_anchors():
 
 def test_rpn_init_and_eval_without_losses():
     cfg, rpn = _rpn(["RPN_CHANNELS", "256"])
-    rpn = RPN(cfg, in_channels=256)
+    rpn = RPN.from_config(cfg, in_channels=256)
     for layer in (rpn.conv, rpn.cls_score, rpn.bbox_pred):
         assert torch.count_nonzero(layer.bias) == 0
         assert layer.weight.std().item() == pytest.approx(0.01, rel=0.1)
@@ -100,11 +100,10 @@ def test_rpn_losses_against_hand_formulas():
     im_info = torch.tensor([[64.0, 96.0, 1.0], [60.0, 90.0, 1.0]])
     gt = torch.tensor([[[10.0, 12.0, 40.0, 50.0, 1.0], [0, 0, 0, 0, 0]], [[30.0, 5.0, 80.0, 40.0, 2.0], [5.0, 20.0, 30.0, 55.0, 1.0]]])
     num = torch.tensor([1, 2])
-    gen = torch.Generator().manual_seed(5)
-    state = gen.get_state()
-    out = rpn(feat, im_info, gt, num, gen)
+    seed = torch.tensor(5)
+    out = rpn(feat, im_info, gt, num, seed)
     logits, deltas = rpn.predict(feat)
-    targets = rpn.anchor_target_layer(out.anchors, gt, im_info, num, torch.Generator().set_state(state))
+    targets = rpn.anchor_target_layer(out.anchors, gt, im_info, num, seed)
     logits, deltas = logits.double().tolist(), deltas.double().tolist()
     labels = targets.labels.tolist()
     ce = [
@@ -141,7 +140,7 @@ def test_build_pooler(mode, max_pool, kind):
 def _head(agnostic: bool, num_classes: int = 3) -> RoIHead:
     cfg = load_config(None, ["CLASS_AGNOSTIC", str(agnostic).lower()])
     parts = build_resnet("res18", width_mult=0.25, norm="bn", fixed_blocks=0)
-    return RoIHead(cfg, parts.top, parts.top_channels, num_classes)
+    return RoIHead.from_config(cfg, parts.top, parts.top_channels, num_classes)
 
 
 def test_roi_head_init_and_shapes():
@@ -152,7 +151,7 @@ def test_roi_head_init_and_shapes():
     assert torch.count_nonzero(head.cls_score.bias) == 0 and torch.count_nonzero(head.bbox_pred.bias) == 0
     assert _head(True).bbox_pred.out_features == 4
     rois = torch.tensor([[0.0, 0.0, 0.0, 40.0, 40.0], [1.0, 10.0, 5.0, 60.0, 30.0]])
-    scores, deltas = head(torch.randn(2, 64, 4, 6), rois)
+    scores, deltas = head.predict(head.pool(torch.randn(2, 64, 4, 6), rois))
     assert scores.shape == (2, 21) and deltas.shape == (2, 84)
 
 

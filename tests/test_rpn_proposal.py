@@ -28,7 +28,7 @@ def _run(overrides=(), scales=(1.0,), training=True, scores=SCORES, deltas=None)
     im_info = torch.tensor([[100.0, 100.0, s] for s in scales])
     if deltas is None:
         deltas = torch.zeros(batch, ANCHORS.shape[0], 4)
-    return ProposalLayer(cfg)(scores.expand(batch, -1), deltas, ANCHORS, im_info, training)
+    return ProposalLayer.from_config(cfg)(scores.expand(batch, -1), deltas, ANCHORS, im_info, training)
 
 
 def _expect(order):
@@ -87,7 +87,7 @@ def test_matches_torchvision_nms_on_random_input_float64():
     scores = torch.rand(2, n, generator=g, dtype=torch.float64)
     im_info = torch.tensor([[150.0, 180.0, 1.0], [120.0, 200.0, 0.8]], dtype=torch.float64)
     cfg = load_config(None, ["TRAIN.RPN_PRE_NMS_TOP_N", "150", "TRAIN.RPN_POST_NMS_TOP_N", "60"])
-    rois, num = ProposalLayer(cfg)(scores, deltas, anchors, im_info, True)
+    rois, num = ProposalLayer.from_config(cfg)(scores, deltas, anchors, im_info, True)
     assert rois.dtype == torch.float64
     boxes = clip_boxes(decode_boxes(anchors, deltas), im_info)
     for b in range(2):

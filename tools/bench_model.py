@@ -227,7 +227,7 @@ def our_stages(model: FasterRCNN) -> Dict[str, List[nn.Module]]:
     return {
         "backbone": [model.base],
         "rpn + proposal layer": [model.rpn],
-        "target layers": [model.rpn.anchor_target_layer, model.proposal_target_layer],
+        "target layers": [model.rpn.anchor_target_layer, model.roi_head.proposal_target_layer],
         "roi pooling": [head.pooler],
         "head": [head.top, head.cls_score, head.bbox_pred],
     }

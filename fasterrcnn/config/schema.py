@@ -141,6 +141,9 @@ class Config:
     POOLING_SIZE: int = 7
     CROP_RESIZE_WITH_MAX_POOL: bool = True
     CLASS_AGNOSTIC: bool = False
+    # True: the proposal layer's NMS uses the reference's +1 areas (faster-rcnn.pytorch's
+    # proposals box for box); False: torchvision's IoU, zero-area proposals dropped before NMS.
+    REFERENCE_NMS: bool = False
     ANCHOR_SCALES: Tuple[float, ...] = (8.0, 16.0, 32.0)
     ANCHOR_RATIOS: Tuple[float, ...] = (0.5, 1.0, 2.0)
     FEAT_STRIDE: int = 16

@@ -9,7 +9,13 @@ from fasterrcnn.model.backbones import (
 from fasterrcnn.model.builder import backbone_style, build_model
 from fasterrcnn.model.faster_rcnn import FasterRCNN, Stages
 from fasterrcnn.model.losses import smooth_l1_loss
-from fasterrcnn.model.roi_head import RoIHead, build_pooler
+from fasterrcnn.model.roi_head import (
+    Detections,
+    DetectionSettings,
+    HeadOutput,
+    RoIHead,
+    build_pooler,
+)
 from fasterrcnn.model.rpn import RPN, RPNOutput
 from fasterrcnn.model.weights import (
     WeightLoadError,
@@ -20,7 +26,10 @@ from fasterrcnn.model.weights import (
 
 __all__ = [
     "BackboneParts",
+    "DetectionSettings",
+    "Detections",
     "FasterRCNN",
+    "HeadOutput",
     "RPN",
     "RPNOutput",
     "RoIHead",

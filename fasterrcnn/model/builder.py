@@ -47,6 +47,6 @@ def build_model(cfg: Config, num_classes: int, pretrained: Optional[str] = None)
             "(RESNET.FIXED_BLOCKS / VGG.FIXED_LAYERS): they will stay at their random init",
             cfg.NET,
         )
-    rpn = RPN(cfg, parts.base_channels)
-    roi_head = RoIHead(cfg, parts.top, parts.top_channels, num_classes)
+    rpn = RPN.from_config(cfg, parts.base_channels)
+    roi_head = RoIHead.from_config(cfg, parts.top, parts.top_channels, num_classes)
     return FasterRCNN(cfg, parts.base, rpn, roi_head, num_classes)

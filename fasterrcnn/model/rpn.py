@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -38,28 +38,54 @@ class RPNOutput(NamedTuple):
 
 
 class RPN(nn.Module):
-    """3x3 conv (``cfg.RPN_CHANNELS``) + ReLU, then 1x1 convs for 2A scores and 4A deltas.
+    """3x3 conv (``channels``) + ReLU, then 1x1 convs for 2A scores and 4A deltas.
 
     Channel layout as faster-rcnn.pytorch (so its RPN weights map one to one): score channel
     ``a`` is anchor ``a``'s background logit and ``A + a`` its foreground logit; delta channels
     ``4a .. 4a+3`` are anchor ``a``'s ``(dx, dy, dw, dh)``.  Outputs are reorganised per anchor
-    in the order of :func:`fasterrcnn.rpn.shift_anchors`.
+    in the order of :func:`fasterrcnn.rpn.shift_anchors`.  ``A = len(anchor_ratios) *
+    len(anchor_scales)``.
     """
 
-    def __init__(self, cfg: Config, in_channels: int) -> None:
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        proposal_layer: ProposalLayer,
+        anchor_target_layer: AnchorTargetLayer,
+        channels: int = 512,
+        feat_stride: int = 16,
+        anchor_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+        anchor_scales: Sequence[float] = (8.0, 16.0, 32.0),
+    ) -> None:
         super().__init__()
-        base_anchors = generate_anchors(cfg.FEAT_STRIDE, cfg.ANCHOR_RATIOS, cfg.ANCHOR_SCALES)
+        base_anchors = generate_anchors(feat_stride, anchor_ratios, anchor_scales)
         self.num_anchors = base_anchors.shape[0]
-        self.feat_stride = cfg.FEAT_STRIDE
+        self.feat_stride = feat_stride
         self.register_buffer("base_anchors", base_anchors, persistent=False)
-        self.conv = nn.Conv2d(in_channels, cfg.RPN_CHANNELS, kernel_size=3, padding=1)
-        self.cls_score = nn.Conv2d(cfg.RPN_CHANNELS, 2 * self.num_anchors, kernel_size=1)
-        self.bbox_pred = nn.Conv2d(cfg.RPN_CHANNELS, 4 * self.num_anchors, kernel_size=1)
+        self.conv = nn.Conv2d(in_channels, channels, kernel_size=3, padding=1)
+        self.cls_score = nn.Conv2d(channels, 2 * self.num_anchors, kernel_size=1)
+        self.bbox_pred = nn.Conv2d(channels, 4 * self.num_anchors, kernel_size=1)
         for layer in (self.conv, self.cls_score, self.bbox_pred):
             nn.init.normal_(layer.weight, 0.0, 0.01)
             nn.init.zeros_(layer.bias)
-        self.proposal_layer = ProposalLayer(cfg)
-        self.anchor_target_layer = AnchorTargetLayer(cfg)
+        self.proposal_layer = proposal_layer
+        self.anchor_target_layer = anchor_target_layer
+
+    @classmethod
+    def from_config(cls, cfg: Config, in_channels: int) -> "RPN":
+        """The RPN of ``cfg`` (``RPN_CHANNELS``, ``FEAT_STRIDE``, ``ANCHOR_RATIOS``,
+        ``ANCHOR_SCALES``, the proposal and anchor target layers' options) over
+        ``in_channels`` base channels."""
+        return cls(
+            in_channels=in_channels,
+            proposal_layer=ProposalLayer.from_config(cfg),
+            anchor_target_layer=AnchorTargetLayer.from_config(cfg),
+            channels=cfg.RPN_CHANNELS,
+            feat_stride=cfg.FEAT_STRIDE,
+            anchor_ratios=cfg.ANCHOR_RATIOS,
+            anchor_scales=cfg.ANCHOR_SCALES,
+        )
 
     def anchors(self, height: int, width: int) -> Tensor:
         """``(height * width * A, 4)`` anchors of a feature map, on this module's device."""
@@ -83,14 +109,15 @@ class RPN(nn.Module):
         im_info: Tensor,
         gt_boxes: Optional[Tensor] = None,
         num_boxes: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
+        seed: Optional[Tensor] = None,
     ) -> RPNOutput:
         """Proposals (and, in training, the RPN losses) for ``base_feat`` ``(B, C, H, W)``.
 
-        The proposal layer uses ``cfg.TRAIN`` numbers in training mode and ``cfg.TEST`` in eval
+        The proposal layer uses its train numbers in training mode and its test numbers in eval
         mode.  Losses are computed when ``gt_boxes`` ``(B, G, 5)`` is given, which needs
-        ``num_boxes`` ``(B,)`` and a CPU ``generator`` for the anchor sampling: ``rpn_cls``
-        cross-entropy over the sampled anchors (label != -1, mean); ``rpn_box`` smooth-L1
+        ``num_boxes`` ``(B,)`` and a sampling ``seed`` (:func:`fasterrcnn.rpn.draw_seed`): ``rpn_cls``
+        cross-entropy over the sampled anchors (label != -1, mean; 0 when none is sampled, a
+        masked mean without host synchronisation); ``rpn_box`` smooth-L1
         (sigma 3) with the anchor target layer's inside/outside weights, summed over anchors and
         coordinates, averaged over the batch.
         """
@@ -102,14 +129,16 @@ class RPN(nn.Module):
         )
         losses: Dict[str, Tensor] = {}
         if gt_boxes is not None:
-            if num_boxes is None or generator is None:
-                raise ValueError("RPN losses need num_boxes and a generator with gt_boxes")
-            targets = self.anchor_target_layer(anchors, gt_boxes, im_info, num_boxes, generator)
+            if num_boxes is None or seed is None:
+                raise ValueError("RPN losses need num_boxes and a sampling seed with gt_boxes")
+            targets = self.anchor_target_layer(anchors, gt_boxes, im_info, num_boxes, seed)
             sampled = targets.labels != -1
-            if bool(sampled.any()):
-                losses["rpn_cls"] = F.cross_entropy(logits[sampled], targets.labels[sampled])
-            else:
-                losses["rpn_cls"] = logits.sum() * 0.0
+            per_anchor = F.cross_entropy(
+                logits.flatten(0, 1), targets.labels.clamp(min=0).flatten(), reduction="none"
+            )
+            num_sampled = sampled.sum().clamp(min=1).to(per_anchor.dtype)
+            per_anchor = torch.where(sampled.flatten(), per_anchor, 0.0)
+            losses["rpn_cls"] = per_anchor.sum() / num_sampled
             losses["rpn_box"] = smooth_l1_loss(
                 deltas,
                 targets.bbox_targets,

@@ -5,13 +5,18 @@ Boxes use the +1 convention (width = x2 - x1 + 1).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from fasterrcnn.config import Config
 from fasterrcnn.rpn.boxes import box_iou, encode_boxes
+from fasterrcnn.rpn.sampling import select_random, uniform_keys
+
+
+ANCHOR_STREAM = 0
+"""The :func:`~fasterrcnn.rpn.sampling.uniform_keys` stream of the anchor sampling."""
 
 
 class RPNTargets(NamedTuple):
@@ -29,15 +34,6 @@ class RPNTargets(NamedTuple):
     bbox_outside_weights: Tensor
 
 
-def _disable_random(labels: Tensor, value: int, keep: int, generator: torch.Generator) -> None:
-    """Set all but ``keep`` randomly chosen entries equal to ``value`` of 1-D ``labels`` to -1."""
-    inds = torch.nonzero(labels == value).view(-1)
-    excess = inds.numel() - keep
-    if excess > 0:
-        perm = torch.randperm(inds.numel(), generator=generator).to(inds.device)
-        labels[inds[perm[:excess]]] = -1
-
-
 class AnchorTargetLayer(nn.Module):
     """Assign anchors to ground truth and sample the RPN minibatch (no parameters).
 
@@ -50,8 +46,10 @@ class AnchorTargetLayer(nn.Module):
       IoU (gts whose best IoU is 0 are skipped) and where the best IoU >= ``RPN_POSITIVE_OVERLAP``;
       with ``RPN_CLOBBER_POSITIVES`` the bg rule is applied last and wins;
     * at most ``int(RPN_FG_FRACTION * RPN_BATCHSIZE)`` fg, then at most ``RPN_BATCHSIZE - num_fg``
-      bg (num_fg counted after the fg subsampling, as py-faster-rcnn), disabled at random with
-      ``torch.randperm`` drawing from the given CPU generator;
+      bg (num_fg counted after the fg subsampling, as py-faster-rcnn); the kept ones are a
+      uniformly random subset (the reference disables a random permutation's first excess
+      entries, the same distribution), chosen as the largest of ``(B, 2, N)`` random keys of the
+      given seed (:mod:`fasterrcnn.rpn.sampling`; image ``b``'s keys do not depend on ``B``);
     * outside weights ``1 / (number of sampled fg + bg)`` of the image when
       ``RPN_POSITIVE_WEIGHT < 0``, else ``p / num_fg`` on fg and ``(1 - p) / num_bg`` on bg.
 
@@ -60,22 +58,47 @@ class AnchorTargetLayer(nn.Module):
     own ``im_info`` row (the reference uses the first image's for the whole batch).
     """
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(
+        self,
+        *,
+        positive_overlap: float = 0.7,
+        negative_overlap: float = 0.3,
+        clobber_positives: bool = False,
+        fg_fraction: float = 0.5,
+        batch_size: int = 256,
+        inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        positive_weight: float = -1.0,
+        allowed_border: int = 0,
+    ) -> None:
+        """Arguments as the ``TRAIN.RPN_*`` options of the same names (see :meth:`from_config`)."""
         super().__init__()
-        train = cfg.TRAIN
-        if train.RPN_POSITIVE_WEIGHT >= 0 and not 0 < train.RPN_POSITIVE_WEIGHT < 1:
+        if positive_weight >= 0 and not 0 < positive_weight < 1:
             raise ValueError(
-                "TRAIN.RPN_POSITIVE_WEIGHT must be negative or in (0, 1), "
-                f"got {train.RPN_POSITIVE_WEIGHT}"
+                "TRAIN.RPN_POSITIVE_WEIGHT must be negative or in (0, 1), got " f"{positive_weight}"
             )
-        self.positive_overlap = train.RPN_POSITIVE_OVERLAP
-        self.negative_overlap = train.RPN_NEGATIVE_OVERLAP
-        self.clobber_positives = train.RPN_CLOBBER_POSITIVES
-        self.num_fg = int(train.RPN_FG_FRACTION * train.RPN_BATCHSIZE)
-        self.batch_size = train.RPN_BATCHSIZE
-        self.inside_weights = tuple(train.RPN_BBOX_INSIDE_WEIGHTS)
-        self.positive_weight = train.RPN_POSITIVE_WEIGHT
-        self.allowed_border = train.RPN_ALLOWED_BORDER
+        self.positive_overlap = positive_overlap
+        self.negative_overlap = negative_overlap
+        self.clobber_positives = clobber_positives
+        self.num_fg = int(fg_fraction * batch_size)
+        self.batch_size = batch_size
+        self.inside_weights = tuple(inside_weights)
+        self.positive_weight = positive_weight
+        self.allowed_border = allowed_border
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "AnchorTargetLayer":
+        """The layer with the ``cfg.TRAIN.RPN_*`` numbers."""
+        train = cfg.TRAIN
+        return cls(
+            positive_overlap=train.RPN_POSITIVE_OVERLAP,
+            negative_overlap=train.RPN_NEGATIVE_OVERLAP,
+            clobber_positives=train.RPN_CLOBBER_POSITIVES,
+            fg_fraction=train.RPN_FG_FRACTION,
+            batch_size=train.RPN_BATCHSIZE,
+            inside_weights=train.RPN_BBOX_INSIDE_WEIGHTS,
+            positive_weight=train.RPN_POSITIVE_WEIGHT,
+            allowed_border=train.RPN_ALLOWED_BORDER,
+        )
 
     def forward(
         self,
@@ -83,7 +106,7 @@ class AnchorTargetLayer(nn.Module):
         gt_boxes: Tensor,
         im_info: Tensor,
         num_boxes: Tensor,
-        generator: torch.Generator,
+        seed: Tensor,
     ) -> RPNTargets:
         """Compute the targets.
 
@@ -92,7 +115,7 @@ class AnchorTargetLayer(nn.Module):
             gt_boxes: ``(B, G, 5)`` ``[x1, y1, x2, y2, class]``, zero rows after ``num_boxes[b]``.
             im_info: ``(B, 3)`` ``[height, width, scale]``.
             num_boxes: ``(B,)`` number of valid gt rows per image.
-            generator: CPU generator for the sampling.
+            seed: 0-dim int64 sampling seed (:func:`fasterrcnn.rpn.sampling.draw_seed`).
 
         Returns:
             :class:`RPNTargets` on the device of ``gt_boxes``, boxes in its dtype.
@@ -122,18 +145,20 @@ class AnchorTargetLayer(nn.Module):
         gt_max = overlaps.max(dim=1).values
         best_of_gt = ((overlaps == gt_max.unsqueeze(1)) & (gt_max > 0).unsqueeze(1)).any(dim=2)
 
-        labels = torch.full((batch, anchors.shape[0]), -1, dtype=torch.int64, device=device)
         negative = inside & (max_overlaps < self.negative_overlap)
-        if not self.clobber_positives:
-            labels[negative] = 0
-        labels[inside & (best_of_gt | (max_overlaps >= self.positive_overlap))] = 1
+        positive = inside & (best_of_gt | (max_overlaps >= self.positive_overlap))
         if self.clobber_positives:
-            labels[negative] = 0
+            positive = positive & ~negative
+        labels = torch.where(positive, 1, torch.where(negative, 0, -1))
 
-        for b in range(batch):
-            _disable_random(labels[b], 1, self.num_fg, generator)
-            num_fg = int((labels[b] == 1).sum())
-            _disable_random(labels[b], 0, self.batch_size - num_fg, generator)
+        keys = uniform_keys(seed.to(device), ANCHOR_STREAM, (batch, 2, anchors.shape[0]))
+        fg_candidates = labels == 1
+        kept_fg = select_random(fg_candidates, self.num_fg, keys[:, 0], self.num_fg)
+        labels = torch.where(fg_candidates & ~kept_fg, -1, labels)
+        bg_candidates = labels == 0
+        bg_quota = self.batch_size - kept_fg.sum(dim=1)
+        kept_bg = select_random(bg_candidates, bg_quota, keys[:, 1], self.batch_size)
+        labels = torch.where(bg_candidates & ~kept_bg, -1, labels)
 
         fg = labels == 1
         bg = labels == 0

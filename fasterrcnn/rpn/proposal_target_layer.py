@@ -5,24 +5,18 @@ Boxes use the +1 convention (width = x2 - x1 + 1).
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from fasterrcnn.config import Config
 from fasterrcnn.rpn.boxes import box_iou, encode_boxes
+from fasterrcnn.rpn.sampling import draw_with_replacement, ordered_random, uniform_keys
 
 
-def _choose(pool: Tensor, count: int, replace: bool, generator: torch.Generator) -> Tensor:
-    """``count`` random entries of the 1-D index tensor ``pool``, with or without replacement."""
-    if count <= 0 or pool.numel() == 0:
-        return pool[:0]
-    if replace:
-        picks = torch.randint(pool.numel(), (count,), generator=generator)
-    else:
-        picks = torch.randperm(pool.numel(), generator=generator)[:count]
-    return pool[picks.to(pool.device)]
+ROI_STREAM = 1
+"""The :func:`~fasterrcnn.rpn.sampling.uniform_keys` stream of the RoI sampling."""
 
 
 class ProposalTargetLayer(nn.Module):
@@ -41,42 +35,90 @@ class ProposalTargetLayer(nn.Module):
       ``R`` rows ``[b, 0, 0, 0, 0]`` labelled bg.
 
     An image without gt boxes has IoU 0 everywhere, so all its RoIs are bg.  Rows hold the fg
-    RoIs first, then the bg ones.  Randomness comes only from the given CPU generator.
+    RoIs first, then the bg ones.  Randomness comes only from the given seed: one block of
+    ``(B, 2, C + R)`` uniforms per call (``C`` candidates per image, :mod:`fasterrcnn.rpn.sampling`);
+    subsets without replacement are the candidates of largest random key, draws with
+    replacement pick the ``floor(u * n)``-th of ``n`` candidates.  The whole layer runs on the
+    device of its inputs with fixed shapes (no host synchronisation).
     """
 
-    def __init__(self, cfg: Config, num_classes: int) -> None:
+    def __init__(
+        self,
+        *,
+        batch_size: int = 128,
+        fg_fraction: float = 0.25,
+        fg_thresh: float = 0.5,
+        bg_thresh_hi: float = 0.5,
+        bg_thresh_lo: float = 0.1,
+        normalize_targets: bool = True,
+        means: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+        stds: Sequence[float] = (0.1, 0.1, 0.2, 0.2),
+        inside_weights: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+    ) -> None:
+        """Arguments as the ``TRAIN`` options ``BATCH_SIZE``, ``FG_FRACTION``, ``FG_THRESH``,
+        ``BG_THRESH_HI``, ``BG_THRESH_LO``, ``BBOX_NORMALIZE_TARGETS_PRECOMPUTED``,
+        ``BBOX_NORMALIZE_MEANS``, ``BBOX_NORMALIZE_STDS``, ``BBOX_INSIDE_WEIGHTS``."""
         super().__init__()
+        self.rois_per_image = batch_size
+        self.fg_per_image = int(round(fg_fraction * batch_size))
+        self.fg_thresh = fg_thresh
+        self.bg_thresh_hi = bg_thresh_hi
+        self.bg_thresh_lo = bg_thresh_lo
+        self.normalize = normalize_targets
+        self.means = tuple(means)
+        self.stds = tuple(stds)
+        self.inside_weights = tuple(inside_weights)
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> "ProposalTargetLayer":
+        """The layer with the ``cfg.TRAIN`` numbers."""
         train = cfg.TRAIN
-        self.num_classes = num_classes
-        self.rois_per_image = train.BATCH_SIZE
-        self.fg_per_image = int(round(train.FG_FRACTION * train.BATCH_SIZE))
-        self.fg_thresh = train.FG_THRESH
-        self.bg_thresh_hi = train.BG_THRESH_HI
-        self.bg_thresh_lo = train.BG_THRESH_LO
-        self.normalize = train.BBOX_NORMALIZE_TARGETS_PRECOMPUTED
-        self.means = tuple(train.BBOX_NORMALIZE_MEANS)
-        self.stds = tuple(train.BBOX_NORMALIZE_STDS)
-        self.inside_weights = tuple(train.BBOX_INSIDE_WEIGHTS)
+        return cls(
+            batch_size=train.BATCH_SIZE,
+            fg_fraction=train.FG_FRACTION,
+            fg_thresh=train.FG_THRESH,
+            bg_thresh_hi=train.BG_THRESH_HI,
+            bg_thresh_lo=train.BG_THRESH_LO,
+            normalize_targets=train.BBOX_NORMALIZE_TARGETS_PRECOMPUTED,
+            means=train.BBOX_NORMALIZE_MEANS,
+            stds=train.BBOX_NORMALIZE_STDS,
+            inside_weights=train.BBOX_INSIDE_WEIGHTS,
+        )
 
     def _sample(
-        self, fg: Tensor, bg: Tensor, valid: Tensor, generator: torch.Generator
-    ) -> Tuple[Tensor, Tensor]:
-        """Indices of the fg and bg rows of one image from its 1-D candidate masks."""
-        fg_pool = torch.nonzero(fg).view(-1)
-        bg_pool = torch.nonzero(bg).view(-1)
-        rois = self.rois_per_image
-        if fg_pool.numel() > 0 and bg_pool.numel() > 0:
-            fg_inds = _choose(fg_pool, min(self.fg_per_image, fg_pool.numel()), False, generator)
-            num_bg = rois - fg_inds.numel()
-            bg_inds = _choose(bg_pool, num_bg, bg_pool.numel() < num_bg, generator)
-        elif fg_pool.numel() > 0:
-            fg_inds, bg_inds = _choose(fg_pool, rois, True, generator), bg_pool
-        elif bg_pool.numel() > 0:
-            fg_inds, bg_inds = fg_pool, _choose(bg_pool, rois, True, generator)
-        else:
-            any_pool = torch.nonzero(valid).view(-1)
-            fg_inds, bg_inds = fg_pool, _choose(any_pool, rois, True, generator)
-        return fg_inds, bg_inds
+        self, fg: Tensor, bg: Tensor, valid: Tensor, seed: Tensor
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """Candidate index ``(B, R)`` of every output row, its fg flag and whether it exists.
+
+        ``fg``, ``bg``, ``valid``: ``(B, C)`` candidate masks.
+        """
+        batch, num_cand = fg.shape
+        rois, quota = self.rois_per_image, self.fg_per_image
+        draws = uniform_keys(seed.to(fg.device), ROI_STREAM, (batch, 2, num_cand + rois))
+        fg_keys, fg_uniforms = draws[:, 0, :num_cand], draws[:, 0, num_cand:]
+        bg_keys, bg_uniforms = draws[:, 1, :num_cand], draws[:, 1, num_cand:]
+        n_fg = fg.sum(dim=1, keepdim=True)
+        n_bg = bg.sum(dim=1, keepdim=True)
+        both = (n_fg > 0) & (n_bg > 0)
+        num_fg_rows = torch.where(both, n_fg.clamp(max=quota), torch.where(n_fg > 0, rois, 0))
+        # Neither fg nor bg: every valid candidate is a bg candidate.
+        bg_pool = torch.where((n_fg == 0) & (n_bg == 0), valid, bg)
+        n_pool = bg_pool.sum(dim=1, keepdim=True)
+        bg_distinct = both & (n_bg >= rois - num_fg_rows)
+
+        row = torch.arange(rois, device=fg.device).view(1, -1)
+        fg_distinct_idx = _pad_columns(ordered_random(fg, fg_keys, quota), rois)
+        fg_idx = torch.where(both, fg_distinct_idx, draw_with_replacement(fg, fg_uniforms))
+        bg_row = (row - num_fg_rows).clamp(min=0)
+        bg_distinct_idx = torch.gather(
+            _pad_columns(ordered_random(bg_pool, bg_keys, rois), rois), 1, bg_row
+        )
+        bg_idx = torch.where(
+            bg_distinct, bg_distinct_idx, draw_with_replacement(bg_pool, bg_uniforms)
+        )
+        is_fg = row < num_fg_rows
+        has_row = is_fg | (n_pool > 0)
+        return torch.where(is_fg, fg_idx, bg_idx), is_fg, has_row
 
     def forward(
         self,
@@ -84,7 +126,7 @@ class ProposalTargetLayer(nn.Module):
         num_rois: Tensor,
         gt_boxes: Tensor,
         num_boxes: Tensor,
-        generator: torch.Generator,
+        seed: Tensor,
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Sample the RoIs.
 
@@ -93,7 +135,7 @@ class ProposalTargetLayer(nn.Module):
             num_rois: ``(B,)`` number of valid proposals per image.
             gt_boxes: ``(B, G, 5)`` ``[x1, y1, x2, y2, class]``, zero rows after ``num_boxes[b]``.
             num_boxes: ``(B,)`` number of valid gt rows per image.
-            generator: CPU generator for the sampling.
+            seed: 0-dim int64 sampling seed (:func:`fasterrcnn.rpn.sampling.draw_seed`).
 
         Returns:
             rois ``(B, R, 5)`` with ``rois[b, :, 0] == b``; labels ``(B, R)`` int64 (gt class on
@@ -119,15 +161,7 @@ class ProposalTargetLayer(nn.Module):
         fg = valid & (max_overlaps >= self.fg_thresh)
         bg = valid & (max_overlaps < self.bg_thresh_hi) & (max_overlaps >= self.bg_thresh_lo)
 
-        keep = torch.zeros(batch, self.rois_per_image, dtype=torch.int64, device=device)
-        is_fg = torch.zeros(batch, self.rois_per_image, dtype=torch.bool, device=device)
-        has_row = torch.zeros(batch, self.rois_per_image, dtype=torch.bool, device=device)
-        for b in range(batch):
-            fg_inds, bg_inds = self._sample(fg[b], bg[b], valid[b], generator)
-            inds = torch.cat((fg_inds, bg_inds))
-            keep[b, : inds.numel()] = inds
-            is_fg[b, : fg_inds.numel()] = True
-            has_row[b, : inds.numel()] = True
+        keep, is_fg, has_row = self._sample(fg, bg, valid, seed)
 
         boxes = torch.gather(candidates, 1, keep.unsqueeze(2).expand(-1, -1, 4))
         boxes = torch.where(has_row.unsqueeze(2), boxes, 0.0)
@@ -148,3 +182,8 @@ class ProposalTargetLayer(nn.Module):
         batch_index = torch.arange(batch, device=device, dtype=dtype).view(-1, 1, 1)
         out_rois = torch.cat((batch_index.expand(-1, self.rois_per_image, 1), boxes), dim=2)
         return out_rois, labels, bbox_targets, bbox_inside_weights, bbox_outside_weights
+
+
+def _pad_columns(index: Tensor, width: int) -> Tensor:
+    """``(B, k)`` -> ``(B, width)`` (``k <= width``), zero columns appended."""
+    return torch.nn.functional.pad(index, (0, width - index.shape[1]))
