@@ -1,74 +1,17 @@
-"""The ONNX translations of the operators against eager, run by onnxruntime on the CPU.
-
-Until the dispatcher operators ``torch.ops.fasterrcnn.*`` exist, stand-in operators with the
-same schemas (``fasterrcnn_export_test::*``, wrapping :mod:`fasterrcnn.ops`) carry the
-translations; once they exist the real ones are tested too.
-"""
+"""The ONNX translations of the operators against eager, run by onnxruntime on the CPU, for
+the compiled operators (``torch.ops.fasterrcnn``) and the fallbacks (``fasterrcnn_torch``)."""
 
 import numpy as np
 import pytest
 import torch
 
-from fasterrcnn import ops
+import fasterrcnn.ops  # noqa: F401  (registers the operators)
 from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
 
 onnxruntime = pytest.importorskip("onnxruntime")
 
-STAND_IN = "fasterrcnn_export_test"
-
-
-@torch.library.custom_op(f"{STAND_IN}::nms", mutates_args=())
-def _nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    return ops.nms(boxes, scores, iou_threshold)
-
-
-@_nms.register_fake
-def _(boxes, scores, iou_threshold):
-    return boxes.new_empty(torch.library.get_ctx().new_dynamic_size(), dtype=torch.int64)
-
-
-@torch.library.custom_op(f"{STAND_IN}::nms_mask", mutates_args=())
-def _nms_mask(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    mask = torch.zeros(boxes.shape[0], dtype=torch.bool)
-    mask[ops.nms(boxes, scores, iou_threshold)] = True
-    return mask
-
-
-@_nms_mask.register_fake
-def _(boxes, scores, iou_threshold):
-    return boxes.new_empty(boxes.shape[0], dtype=torch.bool)
-
-
-@torch.library.custom_op(f"{STAND_IN}::roi_align", mutates_args=())
-def _roi_align(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
-               pooled_width: int, sampling_ratio: int, aligned: bool) -> torch.Tensor:
-    return ops.roi_align(input, rois, (pooled_height, pooled_width), spatial_scale,
-                         sampling_ratio, aligned)
-
-
-@_roi_align.register_fake
-def _(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned):
-    return input.new_empty(rois.shape[0], input.shape[1], pooled_height, pooled_width)
-
-
-@torch.library.custom_op(f"{STAND_IN}::roi_pool", mutates_args=())
-def _roi_pool(input: torch.Tensor, rois: torch.Tensor, spatial_scale: float, pooled_height: int,
-              pooled_width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    out = ops.roi_pool(input, rois, (pooled_height, pooled_width), spatial_scale)
-    return out, torch.zeros(out.shape, dtype=torch.int64)
-
-
-@_roi_pool.register_fake
-def _(input, rois, spatial_scale, pooled_height, pooled_width):
-    shape = (rois.shape[0], input.shape[1], pooled_height, pooled_width)
-    return input.new_empty(shape), input.new_empty(shape, dtype=torch.int64)
-
-
-NAMESPACES = [STAND_IN] + [
-    pytest.param("fasterrcnn", marks=pytest.mark.skipif(
-        not hasattr(torch.ops.fasterrcnn, "roi_align"),
-        reason="the dispatcher operators torch.ops.fasterrcnn.* are not registered"))
-]
+NAMESPACES = ["fasterrcnn", "fasterrcnn_torch"]
+"""The compiled operators and their pure-torch fallbacks (same schemas)."""
 
 
 class _Call(torch.nn.Module):
@@ -112,8 +55,6 @@ def _nms_cases():
 @pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("name", ["nms_mask", "nms"])
 def test_nms_translation_matches_eager(namespace, name, tmp_path):
-    if not hasattr(getattr(torch.ops, namespace), name):
-        pytest.skip(f"{namespace}::{name} is not registered")
     cases = _nms_cases()
     module = _Call(namespace, name, 0.5)
     n = torch.export.Dim("n", min=0)
@@ -198,7 +139,7 @@ def test_stable_sort_translation_keeps_tie_order(dim, descending, tmp_path):
     gen = torch.Generator().manual_seed(2)
     x = torch.randint(0, 4, (3, 50), generator=gen).float()  # many ties
     n = torch.export.Dim("n", min=2)
-    outputs = _run_onnx(_StableSort(dim, descending), (x,), STAND_IN, ({1: n},), tmp_path,
+    outputs = _run_onnx(_StableSort(dim, descending), (x,), "fasterrcnn", ({1: n},), tmp_path,
                         [(x,), (x[:, :7],)])
     for run, (values, indices) in zip([x, x[:, :7]], outputs):
         want = _StableSort(dim, descending)(run)
