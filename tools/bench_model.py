@@ -25,7 +25,13 @@ Peak memory: CUDA ``torch.cuda.max_memory_allocated``; CPU the resident-set high
 is unavailable) minus the resident set before the phase.  Our per-stage time shares come from
 forward hooks on the stage modules (exclusive times: a stage excludes its hooked children).
 
+``--deploy`` instead compares ways to run our inference graph (:class:`ExportableDetector`:
+preprocessed image -> fixed-size detections; preprocessing not timed): eager, ``torch.compile``
+(default mode, dynamic shapes off) and onnxruntime's CPUExecutionProvider (with as many
+intra-op threads as torch uses) on the model exported by ``tools/export.py``.
+
 Usage: PYTHONPATH=. python tools/bench_model.py --net res50 --device cpu --iters 3 --warmup 1
+       PYTHONPATH=. python tools/bench_model.py --deploy --height 300 --width 400 --iters 5
 """
 
 from __future__ import annotations
@@ -497,6 +503,75 @@ def peak_memory_isolated(args: Tuple) -> int:
     return payload
 
 
+# ----------------------------------------------------------------------------- deployment
+def deploy_steps(net: str, height: int, width: int, onnx_path: str) -> Dict[str, Callable]:
+    """Inference closures of our calibrated model: eager, torch.compile and onnxruntime.
+
+    Exporting and compiling happen here (the first compiled call compiles), outside the timing.
+    """
+    from fasterrcnn.deploy.export import ExportableDetector, export_program, save_onnx
+    from fasterrcnn.deploy.runtime import ExportedDetector
+
+    bench = Bench(("ours",), net, torch.device("cpu"), height, width)
+    model = bench.ours.eval()
+    cfg = model.cfg
+    im_data, im_info = prepare_test_image(test_image(height, width), cfg)
+    module = ExportableDetector(model)
+    compiled = torch.compile(module, dynamic=False)
+    save_onnx(export_program(model), onnx_path, cfg, ["__background__"] * NUM_CLASSES)
+    session = ExportedDetector.from_onnx(onnx_path, threads=torch.get_num_threads())
+    arrays = (im_data.numpy(), im_info.numpy())
+
+    @torch.no_grad()
+    def eager() -> None:
+        module(im_data, im_info)
+
+    @torch.no_grad()
+    def compiled_run() -> None:
+        compiled(im_data, im_info)
+
+    def onnxruntime_run() -> None:
+        session.run(*arrays)
+
+    compiled_run()
+    return {"eager": eager, "compiled": compiled_run, "onnxruntime": onnxruntime_run}
+
+
+def deploy_report(args: argparse.Namespace, times: Dict[str, List[float]]) -> str:
+    """The markdown table of the deployment runtimes, with ratios to eager."""
+    eager = statistics.median(times["eager"])
+    lines = [f"### {args.net} inference, cpu, {args.height}x{args.width} image, median of "
+             f"{args.iters} interleaved runs (threads: {torch.get_num_threads()})", "",
+             "| runtime | s / image | / eager (ratio of medians) | median of per-run ratios |",
+             "|---|---:|---:|---:|"]
+    for name, runs in times.items():
+        pairs = statistics.median(t / e for t, e in zip(runs, times["eager"]))
+        lines.append(f"| {name} | {statistics.median(runs):.3f} | "
+                     f"{statistics.median(runs) / eager:.2f} | {pairs:.2f} |")
+    return "\n".join(lines)
+
+
+def run_deploy(args: argparse.Namespace) -> str:
+    """Time the deployment runtimes interleaved, run by run (alternating their order)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        steps = deploy_steps(args.net, args.height, args.width, os.path.join(tmp, "model.onnx"))
+        names = list(steps)
+        for _ in range(args.warmup):
+            for name in names:
+                steps[name]()
+        times: Dict[str, List[float]] = {name: [] for name in names}
+        for i in range(args.iters):
+            for name in (names if i % 2 == 0 else names[::-1]):
+                start = time.perf_counter()
+                steps[name]()
+                times[name].append(time.perf_counter() - start)
+    for name, runs in times.items():
+        LOG.info("%s: %s s", name, ", ".join(f"{t:.3f}" for t in runs))
+    return deploy_report(args, times)
+
+
 # ----------------------------------------------------------------------------- report
 def _mib(nbytes: Optional[int]) -> str:
     return "-" if nbytes is None else f"{nbytes / 2**20:.0f}"
@@ -541,10 +616,17 @@ def main(argv: Optional[List[str]] = None) -> None:
                         help="also log the top N ops of one profiled run of each phase")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the peak-memory runs (one spawned process per phase)")
+    parser.add_argument("--deploy", action="store_true",
+                        help="instead: our CPU inference eager vs torch.compile vs onnxruntime")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.iters < 1 or args.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")
+    if args.deploy:
+        if args.device != "cpu":
+            parser.error("--deploy measures CPU inference: use --device cpu")
+        print(run_deploy(args))
+        return
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("CUDA requested but not available")
