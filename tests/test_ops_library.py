@@ -235,3 +235,25 @@ def test_export_keeps_one_operator_per_op(backend):
     for out, expected in zip(exported.module()(boxes, scores, x, rois),
                              Head()(boxes, scores, x, rois)):
         assert torch.equal(out, expected)
+
+
+def test_public_ops_under_autocast_take_mixed_dtypes(backend):
+    """A bfloat16 feature map with float32 rois (what autocast produces in a model): the ops
+    compute in float32 and return bfloat16; compiled kernels still run when built."""
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 3, 9, 11, generator=gen)
+    rois = make_rois(6, 2, 9, 11, 0.5, torch.float32, gen)
+    boxes, scores = boxes_and_scores(40, torch.float32, "cpu")
+    for fn in (lambda a: ops.roi_align(a, rois, 3, 0.5, 2, True),
+               lambda a: ops.roi_pool(a, rois, 3, 0.5), lambda a: ops.roi_crop(a, rois, 3, 0.5)):
+        expected = fn(x.bfloat16().float()).bfloat16()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert ops.backend() != "cpp" or _ext.use_kernels(x.bfloat16())
+            out = fn(x.bfloat16())
+        assert out.dtype == torch.bfloat16
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mask = ops.nms_mask(boxes.bfloat16(), scores, 0.5)
+    assert torch.equal(mask, ops.nms_mask(boxes.bfloat16().float(), scores, 0.5))
+    with pytest.raises(TypeError, match="dtype"):
+        ops.roi_align(x.bfloat16(), rois, 3, 0.5)  # no autocast: dtypes must agree
