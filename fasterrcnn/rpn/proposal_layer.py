@@ -56,9 +56,9 @@ class ProposalLayer(nn.Module):
     that with the reference's settings the proposals equal faster-rcnn.pytorch's.
 
     Batched and sync-free: all images go through one float64 NMS (images kept apart by
-    ``batched_nms_mask``'s per-image offsets, exact in float64), the selection uses masks, ``sort`` and ``topk``
-    with fixed sizes; nothing is copied to the host.  The inputs are detached: no gradient
-    flows through the proposals, as in the reference.
+    ``batched_nms_mask``'s per-image offsets, exact in float64), the selection uses masks,
+    ``sort`` and ``topk`` with fixed sizes; nothing is copied to the host.  The inputs are
+    detached: no gradient flows through the proposals, as in the reference.
     """
 
     def __init__(
