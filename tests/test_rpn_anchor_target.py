@@ -6,7 +6,11 @@ import pytest
 import torch
 
 from fasterrcnn.config import load_config
-from fasterrcnn.rpn import AnchorTargetLayer, RPNTargets, encode_boxes
+from fasterrcnn.rpn import AnchorTargetLayer, RPNTargets, draw_seed, encode_boxes
+
+
+def _seed(seed: int) -> torch.Tensor:
+    return draw_seed(torch.Generator().manual_seed(seed), torch.device("cpu"))
 
 
 def _gt(per_image, max_gt=4, dtype=torch.float32):
@@ -22,7 +26,7 @@ def _run(anchors, per_image, overrides=(), size=(100, 100), seed=0, max_gt=4, dt
     gt, num = _gt(per_image, max_gt, dtype)
     im_info = torch.tensor([[size[0], size[1], 1.0]] * len(per_image), dtype=dtype)
     anchors = torch.tensor(anchors, dtype=dtype)
-    return AnchorTargetLayer.from_config(cfg)(anchors, gt, im_info, num, torch.Generator().manual_seed(seed))
+    return AnchorTargetLayer.from_config(cfg)(anchors, gt, im_info, num, _seed(seed))
 
 
 BASIC_ANCHORS = [
@@ -126,7 +130,7 @@ def test_padded_gt_rows_change_nothing():
     junk, _ = _gt([gt + [[50, 50, 69, 69, 3]]], 6)  # a real-looking box past num_boxes
     junk_out = AnchorTargetLayer.from_config(cfg)(torch.tensor(anchors, dtype=torch.float32), junk,
                                       torch.tensor([[100.0, 100.0, 1.0]]), torch.tensor([2]),
-                                      torch.Generator().manual_seed(0))
+                                      _seed(0))
     for other in (padded, junk_out):
         for x, y in zip(ref, other):
             assert torch.equal(x, y)
@@ -179,6 +183,6 @@ def test_image_size_from_each_im_info_row():
     cfg = load_config(None, [])
     gt, num = _gt([[[0, 0, 9, 9, 1]], [[0, 0, 9, 9, 1]]])
     im_info = torch.tensor([[100.0, 100.0, 1.0], [50.0, 50.0, 1.0]])
-    t = AnchorTargetLayer.from_config(cfg)(torch.tensor(anchors), gt, im_info, num, torch.Generator())
+    t = AnchorTargetLayer.from_config(cfg)(torch.tensor(anchors), gt, im_info, num, _seed(0))
     # Image 1 is 50x50: the 60-pixel-wide anchor and the one at (60,60) are outside it.
     assert t.labels.tolist() == [[1, 0, 0], [1, -1, -1]]

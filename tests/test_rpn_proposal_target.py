@@ -5,7 +5,7 @@ import math
 import torch
 
 from fasterrcnn.config import load_config
-from fasterrcnn.rpn import ProposalTargetLayer, box_iou
+from fasterrcnn.rpn import ProposalTargetLayer, box_iou, draw_seed
 
 GT = [10, 10, 49, 49]  # 40 x 40
 P1 = [14, 10, 53, 49]  # IoU 1440/1760: fg, target dx = (30 - 34) / 40 = -0.1
@@ -35,7 +35,7 @@ def _inputs(rois_per_image, gts_per_image, pad_rois=2, pad_gt=1, dtype=torch.flo
 
 def _run(overrides, *inputs, seed=0):
     layer = ProposalTargetLayer.from_config(load_config(None, list(overrides)))
-    return layer(*inputs, torch.Generator().manual_seed(seed))
+    return layer(*inputs, draw_seed(torch.Generator().manual_seed(seed), torch.device("cpu")))
 
 
 def _boxes_within(rois, allowed):

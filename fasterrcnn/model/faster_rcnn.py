@@ -15,6 +15,7 @@ from fasterrcnn.model.image_api import forward_images
 from fasterrcnn.model.roi_head import Detections, RoIHead
 from fasterrcnn.model.rpn import RPN
 from fasterrcnn.model.transform import ImageTransform
+from fasterrcnn.rpn import draw_seed
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
@@ -54,8 +55,9 @@ class FasterRCNN(nn.Module):
     :meth:`detect` goes from images to fixed-size :class:`Detections`, :meth:`postprocess` from
     the eval outputs to per-image lists.  The inference path has fixed shapes and no host
     synchronisation (``torch.compile(fullgraph=True)``, ``torch.export``).
-    ``model.generator`` is a CPU ``torch.Generator`` seeded with ``cfg.RNG_SEED``; all target
-    layer sampling draws from it (save ``generator.get_state()`` with checkpoints).
+    ``model.generator`` is a CPU ``torch.Generator`` seeded with ``cfg.RNG_SEED``; each training
+    forward draws one sampling seed from it (:func:`fasterrcnn.rpn.draw_seed`) from which all
+    target layer sampling derives (save ``generator.get_state()`` with checkpoints).
     """
 
     def __init__(
@@ -123,12 +125,13 @@ class FasterRCNN(nn.Module):
         if num_boxes.shape != (im_data.shape[0],):
             raise ValueError(f"num_boxes must be (B,), got shape {tuple(num_boxes.shape)}")
 
+        seed = draw_seed(self.generator, im_data.device)
         base_feat = self.base(im_data)
-        rpn_out = self.rpn(base_feat, im_info, gt_boxes, num_boxes, self.generator)
+        rpn_out = self.rpn(base_feat, im_info, gt_boxes, num_boxes, seed)
         losses = dict(rpn_out.losses)
         losses.update(
             self.roi_head.forward_train(
-                base_feat, rpn_out.rois, rpn_out.num_rois, gt_boxes, num_boxes, self.generator
+                base_feat, rpn_out.rois, rpn_out.num_rois, gt_boxes, num_boxes, seed
             )
         )
         return {name: losses[name] for name in LOSS_NAMES}

@@ -186,7 +186,7 @@ class RoIHead(nn.Module):
         num_proposals: Tensor,
         gt_boxes: Optional[Tensor] = None,
         num_boxes: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
+        seed: Optional[Tensor] = None,
     ):
         """Training mode: the losses ``{'rcnn_cls', 'rcnn_box'}`` (:meth:`forward_train`);
         eval mode: :class:`HeadOutput` (:meth:`infer`).
@@ -194,14 +194,13 @@ class RoIHead(nn.Module):
         Args:
             base_feat: ``(B, C, H, W)``.
             proposals: ``(B, P, 5)`` padded proposals; num_proposals: ``(B,)``.
-            gt_boxes, num_boxes, generator: training only (see :meth:`forward_train`).
+            gt_boxes, num_boxes, seed: training only (see :meth:`forward_train`).
         """
         if not self.training:
             return self.infer(base_feat, proposals, num_proposals)
-        if gt_boxes is None or num_boxes is None or generator is None:
-            raise ValueError("RoIHead training needs gt_boxes, num_boxes and a generator")
-        return self.forward_train(base_feat, proposals, num_proposals, gt_boxes, num_boxes,
-                                  generator)
+        if gt_boxes is None or num_boxes is None or seed is None:
+            raise ValueError("RoIHead training needs gt_boxes, num_boxes and a sampling seed")
+        return self.forward_train(base_feat, proposals, num_proposals, gt_boxes, num_boxes, seed)
 
     def forward_train(
         self,
@@ -210,17 +209,17 @@ class RoIHead(nn.Module):
         num_proposals: Tensor,
         gt_boxes: Tensor,
         num_boxes: Tensor,
-        generator: torch.Generator,
+        seed: Tensor,
     ) -> Dict[str, Tensor]:
         """Sample ``TRAIN.BATCH_SIZE`` RoIs per image among the proposals and gt boxes (the
-        proposal target layer, randomness from the CPU ``generator``), pool them, predict, and
+        proposal target layer, randomness from the sampling ``seed``), pool them, predict, and
         return :meth:`losses`.
 
         Args:
             gt_boxes: ``(B, G, 5)`` ``[x1, y1, x2, y2, class]``, zero rows after ``num_boxes``.
         """
         rois, labels, targets, inside_w, outside_w = self.proposal_target_layer(
-            proposals, num_proposals, gt_boxes, num_boxes, generator
+            proposals, num_proposals, gt_boxes, num_boxes, seed
         )
         cls_score, bbox_pred = self.predict(self.pool(base_feat, rois.view(-1, 5)))
         return self.losses(
@@ -287,7 +286,7 @@ class RoIHead(nn.Module):
         on the RoIs (class-specific or agnostic), otherwise the RoIs are the boxes; boxes are
         clipped to the resized image and divided by its scale ``im_info[b, 2]``.  Then for each
         class ``c >= 1``: scores ``> score_thresh`` (strictly), NMS at ``nms_thresh`` with the
-        +1 convention (one batched NMS over all images and classes, a keep mask), and the
+        +1 convention (one float64 batched NMS over all images and classes, a keep mask), and the
         ``max_per_image`` best detections over all classes are kept (ties in the order of RoI,
         then class).  Rows of padded RoIs (all-zero ``cls_prob``) are never returned.
 
@@ -319,9 +318,11 @@ class RoIHead(nn.Module):
 
         ranked = torch.where(candidate, scores, float("-inf"))
         group = torch.arange(batch, device=scores.device).view(-1, 1) * num_fg + labels - 1
-        plus_one = boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+        # float64: the per-(image, class) offsets of batched NMS stay exact.
+        nms_boxes = boxes.double() + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device,
+                                                  dtype=torch.float64)
         keep = batched_nms_mask(
-            (boxes + plus_one).reshape(-1, 4), ranked.reshape(-1), group.reshape(-1), nms_thresh
+            nms_boxes.reshape(-1, 4), ranked.double().reshape(-1), group.reshape(-1), nms_thresh
         ).view(batch, -1) & candidate
 
         total = num_props * num_fg

@@ -109,16 +109,16 @@ class RPN(nn.Module):
         im_info: Tensor,
         gt_boxes: Optional[Tensor] = None,
         num_boxes: Optional[Tensor] = None,
-        generator: Optional[torch.Generator] = None,
+        seed: Optional[Tensor] = None,
     ) -> RPNOutput:
         """Proposals (and, in training, the RPN losses) for ``base_feat`` ``(B, C, H, W)``.
 
         The proposal layer uses its train numbers in training mode and its test numbers in eval
         mode.  Losses are computed when ``gt_boxes`` ``(B, G, 5)`` is given, which needs
-        ``num_boxes`` ``(B,)`` and a CPU ``generator`` for the anchor sampling: ``rpn_cls``
-        cross-entropy over the sampled anchors (label != -1, mean; 0 when none is sampled, a
-        masked mean without host synchronisation); ``rpn_box`` smooth-L1
-        (sigma 3) with the anchor target layer's inside/outside weights, summed over anchors and
+        ``num_boxes`` ``(B,)`` and a sampling ``seed`` (:func:`fasterrcnn.rpn.draw_seed`):
+        ``rpn_cls`` cross-entropy over the sampled anchors (label != -1, mean; 0 when none is
+        sampled, a masked mean without host synchronisation); ``rpn_box`` smooth-L1 (sigma 3)
+        with the anchor target layer's inside/outside weights, summed over anchors and
         coordinates, averaged over the batch.
         """
         logits, deltas = self.predict(base_feat)
@@ -129,9 +129,9 @@ class RPN(nn.Module):
         )
         losses: Dict[str, Tensor] = {}
         if gt_boxes is not None:
-            if num_boxes is None or generator is None:
-                raise ValueError("RPN losses need num_boxes and a generator with gt_boxes")
-            targets = self.anchor_target_layer(anchors, gt_boxes, im_info, num_boxes, generator)
+            if num_boxes is None or seed is None:
+                raise ValueError("RPN losses need num_boxes and a sampling seed with gt_boxes")
+            targets = self.anchor_target_layer(anchors, gt_boxes, im_info, num_boxes, seed)
             sampled = targets.labels != -1
             per_anchor = F.cross_entropy(
                 logits.flatten(0, 1), targets.labels.clamp(min=0).flatten(), reduction="none"

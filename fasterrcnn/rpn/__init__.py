@@ -13,19 +13,22 @@ from fasterrcnn.rpn.boxes import (
     decode_boxes,
     encode_boxes,
 )
-from fasterrcnn.rpn.proposal_layer import ProposalLayer
+from fasterrcnn.rpn.proposal_layer import ProposalLayer, ProposalNumbers
 from fasterrcnn.rpn.proposal_target_layer import ProposalTargetLayer
+from fasterrcnn.rpn.sampling import draw_seed
 
 __all__ = [
     "AnchorTargetLayer",
     "BBOX_XFORM_CLIP",
     "ProposalLayer",
+    "ProposalNumbers",
     "ProposalTargetLayer",
     "RPNTargets",
     "box_area",
     "box_iou",
     "clip_boxes",
     "decode_boxes",
+    "draw_seed",
     "encode_boxes",
     "generate_anchors",
     "shift_anchors",

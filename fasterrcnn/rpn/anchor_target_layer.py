@@ -14,6 +14,9 @@ from fasterrcnn.config import Config
 from fasterrcnn.rpn.boxes import box_iou, encode_boxes
 from fasterrcnn.rpn.sampling import select_random, uniform_keys
 
+ANCHOR_STREAM = 0
+"""The :func:`~fasterrcnn.rpn.sampling.uniform_keys` stream of the anchor sampling."""
+
 
 class RPNTargets(NamedTuple):
     """Targets of the RPN losses for ``N`` anchors of ``B`` images.
@@ -44,8 +47,8 @@ class AnchorTargetLayer(nn.Module):
     * at most ``int(RPN_FG_FRACTION * RPN_BATCHSIZE)`` fg, then at most ``RPN_BATCHSIZE - num_fg``
       bg (num_fg counted after the fg subsampling, as py-faster-rcnn); the kept ones are a
       uniformly random subset (the reference disables a random permutation's first excess
-      entries, the same distribution), chosen as the largest of ``(B, 2, N)`` random keys drawn
-      at once from the given CPU generator (image ``b`` uses the ``b``-th block of the stream);
+      entries, the same distribution), chosen as the largest of ``(B, 2, N)`` random keys of the
+      given seed (:mod:`fasterrcnn.rpn.sampling`; image ``b``'s keys do not depend on ``B``);
     * outside weights ``1 / (number of sampled fg + bg)`` of the image when
       ``RPN_POSITIVE_WEIGHT < 0``, else ``p / num_fg`` on fg and ``(1 - p) / num_bg`` on bg.
 
@@ -102,7 +105,7 @@ class AnchorTargetLayer(nn.Module):
         gt_boxes: Tensor,
         im_info: Tensor,
         num_boxes: Tensor,
-        generator: torch.Generator,
+        seed: Tensor,
     ) -> RPNTargets:
         """Compute the targets.
 
@@ -111,7 +114,7 @@ class AnchorTargetLayer(nn.Module):
             gt_boxes: ``(B, G, 5)`` ``[x1, y1, x2, y2, class]``, zero rows after ``num_boxes[b]``.
             im_info: ``(B, 3)`` ``[height, width, scale]``.
             num_boxes: ``(B,)`` number of valid gt rows per image.
-            generator: CPU generator for the sampling.
+            seed: 0-dim int64 sampling seed (:func:`fasterrcnn.rpn.sampling.draw_seed`).
 
         Returns:
             :class:`RPNTargets` on the device of ``gt_boxes``, boxes in its dtype.
@@ -147,7 +150,7 @@ class AnchorTargetLayer(nn.Module):
             positive = positive & ~negative
         labels = torch.where(positive, 1, torch.where(negative, 0, -1))
 
-        keys = uniform_keys(generator, (batch, 2, anchors.shape[0]), device)
+        keys = uniform_keys(seed.to(device), ANCHOR_STREAM, (batch, 2, anchors.shape[0]))
         fg_candidates = labels == 1
         kept_fg = select_random(fg_candidates, self.num_fg, keys[:, 0], self.num_fg)
         labels = torch.where(fg_candidates & ~kept_fg, -1, labels)

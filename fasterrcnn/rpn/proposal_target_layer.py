@@ -14,6 +14,9 @@ from fasterrcnn.config import Config
 from fasterrcnn.rpn.boxes import box_iou, encode_boxes
 from fasterrcnn.rpn.sampling import draw_with_replacement, ordered_random, uniform_keys
 
+ROI_STREAM = 1
+"""The :func:`~fasterrcnn.rpn.sampling.uniform_keys` stream of the RoI sampling."""
+
 
 class ProposalTargetLayer(nn.Module):
     """Sample ``TRAIN.BATCH_SIZE`` RoIs per image and their Fast R-CNN targets (no parameters).
@@ -31,8 +34,9 @@ class ProposalTargetLayer(nn.Module):
       ``R`` rows ``[b, 0, 0, 0, 0]`` labelled bg.
 
     An image without gt boxes has IoU 0 everywhere, so all its RoIs are bg.  Rows hold the fg
-    RoIs first, then the bg ones.  Randomness comes only from the given CPU generator: one block
-    of ``(B, 2, C + R)`` uniforms per call (``C`` candidates per image), whatever the data;
+    RoIs first, then the bg ones.  Randomness comes only from the given seed: one block of
+    ``(B, 2, C + R)`` uniforms per call (``C`` candidates per image; see
+    :mod:`fasterrcnn.rpn.sampling`);
     subsets without replacement are the candidates of largest random key, draws with
     replacement pick the ``floor(u * n)``-th of ``n`` candidates.  The whole layer runs on the
     device of its inputs with fixed shapes (no host synchronisation).
@@ -82,7 +86,7 @@ class ProposalTargetLayer(nn.Module):
         )
 
     def _sample(
-        self, fg: Tensor, bg: Tensor, valid: Tensor, generator: torch.Generator
+        self, fg: Tensor, bg: Tensor, valid: Tensor, seed: Tensor
     ) -> Tuple[Tensor, Tensor, Tensor]:
         """Candidate index ``(B, R)`` of every output row, its fg flag and whether it exists.
 
@@ -90,7 +94,7 @@ class ProposalTargetLayer(nn.Module):
         """
         batch, num_cand = fg.shape
         rois, quota = self.rois_per_image, self.fg_per_image
-        draws = uniform_keys(generator, (batch, 2, num_cand + rois), fg.device)
+        draws = uniform_keys(seed.to(fg.device), ROI_STREAM, (batch, 2, num_cand + rois))
         fg_keys, fg_uniforms = draws[:, 0, :num_cand], draws[:, 0, num_cand:]
         bg_keys, bg_uniforms = draws[:, 1, :num_cand], draws[:, 1, num_cand:]
         n_fg = fg.sum(dim=1, keepdim=True)
@@ -122,7 +126,7 @@ class ProposalTargetLayer(nn.Module):
         num_rois: Tensor,
         gt_boxes: Tensor,
         num_boxes: Tensor,
-        generator: torch.Generator,
+        seed: Tensor,
     ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """Sample the RoIs.
 
@@ -131,7 +135,7 @@ class ProposalTargetLayer(nn.Module):
             num_rois: ``(B,)`` number of valid proposals per image.
             gt_boxes: ``(B, G, 5)`` ``[x1, y1, x2, y2, class]``, zero rows after ``num_boxes[b]``.
             num_boxes: ``(B,)`` number of valid gt rows per image.
-            generator: CPU generator for the sampling.
+            seed: 0-dim int64 sampling seed (:func:`fasterrcnn.rpn.sampling.draw_seed`).
 
         Returns:
             rois ``(B, R, 5)`` with ``rois[b, :, 0] == b``; labels ``(B, R)`` int64 (gt class on
@@ -157,7 +161,7 @@ class ProposalTargetLayer(nn.Module):
         fg = valid & (max_overlaps >= self.fg_thresh)
         bg = valid & (max_overlaps < self.bg_thresh_hi) & (max_overlaps >= self.bg_thresh_lo)
 
-        keep, is_fg, has_row = self._sample(fg, bg, valid, generator)
+        keep, is_fg, has_row = self._sample(fg, bg, valid, seed)
 
         boxes = torch.gather(candidates, 1, keep.unsqueeze(2).expand(-1, -1, 4))
         boxes = torch.where(has_row.unsqueeze(2), boxes, 0.0)

@@ -1,8 +1,11 @@
 """Fixed-size random sampling for the target layers: no host round trip, no data-dependent shape.
 
-Every draw comes from a CPU ``torch.Generator`` (so a run is reproducible on any device and a
-resumed run continues the stream) as one block of float64 uniforms of a size fixed by the input
-shapes, whatever the data; the selection itself runs on the device of the inputs:
+Randomness: once per training forward, :func:`draw_seed` takes one 32-bit seed from the model's
+CPU ``torch.Generator`` (so a run is reproducible, a resumed run continues the stream, and each
+distributed rank has its own); every random number of the iteration is then a counter-based hash
+of ``(seed, stream, index)`` (:func:`uniform_keys`), computed on the device with integer tensor
+maths: the same numbers on CPU and CUDA, compiled or eager, whatever the data.  The selection
+runs on the device of the inputs:
 
 * a uniform random subset of ``k`` candidates without replacement is the ``k`` candidates of
   largest key (``topk`` of random keys over a mask);
@@ -17,15 +20,52 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
+_MASK32 = 0xFFFFFFFF
+
 
 @torch.compiler.disable
-def uniform_keys(generator: torch.Generator, shape: Sequence[int], device: torch.device) -> Tensor:
-    """``shape`` float64 uniforms in ``[0, 1)`` from the CPU ``generator``, moved to ``device``.
+def draw_seed(generator: torch.Generator, device: torch.device) -> Tensor:
+    """A 0-dim int64 seed in ``[0, 2**32)`` from the CPU ``generator``, on ``device``.
 
-    The one place a target layer touches the generator; ``torch.compile`` runs it eagerly (a
-    ``torch.Generator`` cannot enter a graph), the copy to ``device`` is a host-to-device copy.
+    The one place the training forward touches the generator: ``torch.compile`` runs it eagerly
+    (a ``torch.Generator`` cannot enter a graph: one graph break at the top of the forward); the
+    copy to ``device`` is a host-to-device copy, not a synchronisation.
     """
-    return torch.rand(tuple(shape), generator=generator, dtype=torch.float64).to(device)
+    return torch.randint(0, 2**32, (), generator=generator, dtype=torch.int64).to(device)
+
+
+def _mul32(x: Tensor, factor: int) -> Tensor:
+    """``x * factor mod 2**32`` for ``x`` in ``[0, 2**32)`` without int64 overflow."""
+    low, high = factor & 0xFFFF, factor >> 16
+    return (x * low + (((x * high) & 0xFFFF) << 16)) & _MASK32
+
+
+def _hash32(x: Tensor) -> Tensor:
+    """A bijective 32-bit integer hash (xorshift-multiply, "lowbias32") of ``x`` in
+    ``[0, 2**32)``."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def uniform_keys(seed: Tensor, stream: int, shape: Sequence[int]) -> Tensor:
+    """``shape`` float64 uniforms in ``[0, 1)`` (53 random bits), on the device of ``seed``.
+
+    Element ``i`` (row-major) of stream ``stream`` is a hash of ``(seed, stream, i)``: distinct
+    elements get distinct values (no ties), and a prefix of the shape's leading dimension gets
+    the same values in a larger batch.
+    """
+    count = 1
+    for size in shape:
+        count *= size
+    base = _hash32((seed + 0x9E3779B9 * (stream + 1)) & _MASK32)
+    index = torch.arange(count, device=seed.device, dtype=torch.int64)
+    high = _hash32(base ^ index)
+    low = _hash32(high ^ 0x5BD1E995)
+    bits = (high << 21) | (low >> 11)
+    return (bits.to(torch.float64) * 2.0**-53).view(tuple(shape))
 
 
 def select_random(
