@@ -13,12 +13,13 @@ forward.  ``image`` follows the one-call API's contract (a ``(3, H, W)`` RGB ten
 ``(H, W, 3)`` BGR uint8 array, see :mod:`fasterrcnn.model.transform`), or is a file path.
 
 Without targets everything comes from one eval-mode pass (``TEST`` proposal numbers; the second
-stage runs on every row of the padded proposals, so its shapes are fixed).  With targets a second pass runs the model in training mode, as
-the walkthroughs do, with BatchNorm and Dropout kept in eval mode, the image at the same test
-scale, no gradients, and the sampling generator restored afterwards (the model is left exactly
-as it was): the stages from ``rois`` on are then that pass's (``TRAIN`` proposal numbers, the
-sampled RoIs and their targets, the second stage on the sampled RoIs), and ``losses`` holds its
-four losses.  Detections always come from the eval pass.
+stage runs on every row of the padded proposals, so its shapes are fixed).  With targets a
+second pass runs the model in training mode, as the walkthroughs do, with BatchNorm and Dropout
+kept in eval mode, the image at the same test scale, no gradients, and the sampling generator
+restored afterwards (the model is left exactly as it was): the stages from ``rois`` on are then
+that pass's (``TRAIN`` proposal numbers, the sampled RoIs and their targets, the second stage on
+the sampled RoIs), and ``losses`` holds its four losses.  Detections always come from the eval
+pass.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from fasterrcnn.config import Config
 from fasterrcnn.model.image_api import forward_images
 from fasterrcnn.model.roi_head import Detections, RoIHead
 from fasterrcnn.model.rpn import RPN
-from fasterrcnn.rpn import draw_seed
 from fasterrcnn.model.transform import ImageTransform
+from fasterrcnn.rpn import draw_seed
 
 LOSS_NAMES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
