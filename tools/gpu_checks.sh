@@ -50,7 +50,7 @@ fi
 if wants tests; then
   # The whole fast suite (the cuda-parametrized tests run now), then the CUDA-marked ones
   # with their reasons, so skips stay visible.
-  step tests 420 tests.log python3 -m pytest tests -q -x -m "not slow" -rs --durations=15
+  step tests 420 tests.log python3 -m pytest tests -q -m "not slow" -rs --durations=15
   grep -E "passed|failed|error" "${OUT}/tests.log" | tail -n 2 >>"${SUMMARY}"
 fi
 
