@@ -27,8 +27,6 @@ ONNX_CONFIG_KEY = "fasterrcnn.config"
 ONNX_CLASSES_KEY = "fasterrcnn.classes"
 INPUT_NAMES = ("im_data", "im_info")
 OUTPUT_NAMES = ("boxes", "scores", "labels", "counts")
-MIN_SIDE = 32
-"""Smallest exported image side: two feature cells at stride 16."""
 
 
 class ExportableDetector(nn.Module):
@@ -64,19 +62,30 @@ def example_inputs(cfg: Config) -> tuple[Tensor, Tensor]:
 
 
 def dynamic_shapes() -> tuple[dict[int, object], None]:
-    """Height and width of ``im_data`` dynamic (at least :data:`MIN_SIDE`)."""
-    height = torch.export.Dim("height", min=MIN_SIDE)
-    width = torch.export.Dim("width", min=MIN_SIDE)
-    return {2: height, 3: width}, None
+    """Height and width of ``im_data`` dynamic, their valid range inferred by the exporter
+    (``Dim.AUTO``: the backbone's rounding, e.g. a ``ceil_mode`` max-pool, adds guards that a
+    named ``Dim`` would reject)."""
+    return {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}, None
 
 
 def export_program(model: FasterRCNN) -> torch.export.ExportedProgram:
-    """``torch.export.export`` of :class:`ExportableDetector` with dynamic height and width."""
+    """``torch.export.export`` of :class:`ExportableDetector` with dynamic height and width.
+
+    Raises RuntimeError when the exporter had to fix the height or the width to the example's.
+    """
     module = ExportableDetector(model)
     device = next(model.parameters()).device
     inputs = tuple(t.to(device) for t in example_inputs(model.cfg))
     with torch.no_grad():
-        return torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes())
+        program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes())
+    image = next(n for n in program.graph.nodes if n.op == "placeholder"
+                 and n.name == INPUT_NAMES[0]).meta["val"]
+    static = [name for name, size in zip(("height", "width"), image.shape[2:])
+              if not isinstance(size, torch.SymInt)]
+    if static:
+        raise RuntimeError(f"torch.export fixed the image {' and '.join(static)} to the example "
+                           f"input's {tuple(image.shape[2:])}: the model is not shape-generic")
+    return program
 
 
 def _metadata(cfg: Config, classes: Sequence[str]) -> dict[str, str]:
