@@ -20,7 +20,7 @@ from fasterrcnn.engine.inference import detections_to_class_arrays
 from fasterrcnn.eval import voc_evaluate
 from fasterrcnn.model import build_model
 
-pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime", reason="the optional [onnx] packages are not installed")
 
 NUM_TEST = 20
 

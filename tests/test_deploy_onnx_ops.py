@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import fasterrcnn.ops  # noqa: F401  (registers the operators)
-from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
 
+pytest.importorskip("onnxscript", reason="the optional [onnx] packages are not installed")
 onnxruntime = pytest.importorskip("onnxruntime")
+
+from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
 
 NAMESPACES = ["fasterrcnn", "fasterrcnn_torch"]
 """The compiled operators and their pure-torch fallbacks (same schemas)."""

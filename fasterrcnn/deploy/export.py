@@ -13,8 +13,10 @@ classes without the checkpoint.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +90,18 @@ def export_program(model: FasterRCNN) -> torch.export.ExportedProgram:
     return program
 
 
+ONNX_EXTRA_HINT = "ONNX export and inference need onnx, onnxscript and onnxruntime: " \
+    "pip install -e .[onnx]"
+
+
+def onnx_ops() -> ModuleType:
+    """:mod:`fasterrcnn.deploy.onnx_ops`, or ImportError saying how to install what it needs."""
+    try:
+        return importlib.import_module("fasterrcnn.deploy.onnx_ops")
+    except ImportError as exc:
+        raise ImportError(f"{ONNX_EXTRA_HINT} ({exc})") from exc
+
+
 def _metadata(cfg: Config, classes: Sequence[str]) -> dict[str, str]:
     return {ONNX_CONFIG_KEY: json.dumps(config_to_dict(cfg)),
             ONNX_CLASSES_KEY: json.dumps(list(classes))}
@@ -106,12 +120,11 @@ def save_onnx(program: torch.export.ExportedProgram, path: str, cfg: Config,
 
     Raises ValueError for configs without an ONNX translation (``POOLING_MODE crop``).
     """
-    from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
-
-    check_onnx_exportable(cfg)
+    translations = onnx_ops()
+    translations.check_onnx_exportable(cfg)
     onnx_program = torch.onnx.export(
         program, dynamo=True, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-        custom_translation_table=onnx_translation_table(), verbose=False,
+        custom_translation_table=translations.onnx_translation_table(), verbose=False,
     )
     onnx_program.model.metadata_props.update(_metadata(cfg, classes))
     onnx_program.save(path)
