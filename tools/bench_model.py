@@ -624,6 +624,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if args.deploy:
         if args.device != "cpu":
             parser.error("--deploy measures CPU inference: use --device cpu")
+        logging.getLogger("onnxscript").setLevel(logging.WARNING)
         print(run_deploy(args))
         return
     device = torch.device(args.device)

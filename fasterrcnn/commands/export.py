@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)  # the optimizer logs every rewrite
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f"--checkpoint: no such file: {args.checkpoint}")
     model, cfg, classes = load_model_from_checkpoint(args.checkpoint, device_from_args(args),
