@@ -149,3 +149,18 @@ def test_nms_mask_argument_errors():
         ops.nms_mask(boxes[:, :3], scores, 0.5)
     with pytest.raises(ValueError, match="batched_nms_mask: idxs"):
         ops.batched_nms_mask(boxes, scores, torch.zeros(4, dtype=torch.int64), 0.5)
+
+
+@pytest.mark.parametrize("n", [0, 1, 70, 3000])
+def test_nms_and_mask_on_device(device, n):
+    """Every device: nms and nms_mask agree with torchvision (on CPU) across several 64-box
+    blocks of the CUDA bitmask and its on-device scan."""
+    gen = torch.Generator().manual_seed(n)
+    boxes = torch.cat([random_boxes(n - n // 2, gen), clustered_boxes(n // 2, gen)])
+    scores = distinct_scores(n, gen)
+    expected = torchvision.ops.nms(boxes, scores, 0.6)
+    keep = ops.nms(boxes.to(device), scores.to(device), 0.6)
+    mask = ops.nms_mask(boxes.to(device), scores.to(device), 0.6)
+    assert keep.device.type == mask.device.type == device.type
+    assert torch.equal(keep.cpu(), expected)
+    assert torch.equal(mask_to_keep(mask.cpu(), scores), expected)

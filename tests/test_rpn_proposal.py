@@ -28,7 +28,8 @@ def _run(overrides=(), scales=(1.0,), training=True, scores=SCORES, deltas=None)
     im_info = torch.tensor([[100.0, 100.0, s] for s in scales])
     if deltas is None:
         deltas = torch.zeros(batch, ANCHORS.shape[0], 4)
-    return ProposalLayer.from_config(cfg)(scores.expand(batch, -1), deltas, ANCHORS, im_info, training)
+    layer = ProposalLayer.from_config(cfg)
+    return layer(scores.expand(batch, -1), deltas, ANCHORS, im_info, training)
 
 
 def _expect(order):

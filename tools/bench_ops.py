@@ -1,8 +1,8 @@
-"""Benchmark fasterrcnn.ops (compiled 'cpp' kernels and the pure-torch fallback) against
-torchvision.ops on CPU, on proposal-layer / RoI-head sized inputs.  Prints a markdown table of
-median times and the ratio ours / theirs (< 1 means faster than torchvision).
+"""Benchmark fasterrcnn.ops (compiled kernels and the pure-torch fallback) against
+torchvision.ops on proposal-layer / RoI-head sized inputs, on the CPU or a CUDA device.  Prints a
+markdown table of median times and the ratio ours / theirs (< 1 means faster than torchvision).
 
-Usage: python tools/bench_ops.py [--repeats 5] [--threads N] [--only roi_pool]
+Usage: python tools/bench_ops.py [--repeats 5] [--threads N] [--only roi_pool] [--device cuda]
 """
 import argparse
 import logging
@@ -22,12 +22,19 @@ IMAGE_H, IMAGE_W, STRIDE = 600, 800, 16
 FEAT_H, FEAT_W = 38, 50  # ceil(600 / 16), 800 / 16
 
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
+def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of fn in ms; on CUDA synchronised before and after each call."""
+    def synchronize() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     fn()  # warm-up
     times = []
     for _ in range(repeats):
+        synchronize()
         start = time.perf_counter()
         fn()
+        synchronize()
         times.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(times)
 
@@ -83,29 +90,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--only", default="", help="run only the rows whose name contains this")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    parser.add_argument("--boxes", type=int, nargs="+", default=[12000, 6000],
+                        help="NMS sizes (the GPU issue measures 6000 12000 30000)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    feat, rois = roi_inputs(gen)
+    device = torch.device(args.device)
+    feat, rois = (t.to(device) for t in roi_inputs(gen))
     scale = 1.0 / STRIDE
     rows: List[Dict[str, object]] = []
 
     def add(name: str, ours: Callable[[], object], theirs: Callable[[], object]) -> None:
         if args.only not in name:
             return
-        cpp_ms = median_ms(with_backend("cpp", ours), args.repeats)
-        torch_ms = median_ms(with_backend("torch", ours), args.repeats)
-        ref_ms = median_ms(theirs, args.repeats)
+        cpp_ms = median_ms(with_backend("cpp", ours), args.repeats, device)
+        torch_ms = median_ms(with_backend("torch", ours), args.repeats, device)
+        ref_ms = median_ms(theirs, args.repeats, device)
         rows.append(dict(name=name, cpp=cpp_ms, torch=torch_ms, ref=ref_ms))
         LOG.info("%s: cpp %.1f ms, torch %.1f ms, reference %.1f ms", name, cpp_ms, torch_ms,
                  ref_ms)
 
-    for n in (12000, 6000):
-        boxes = proposal_boxes(n, gen)
-        scores = torch.rand(n, generator=gen)
+    for n in args.boxes:
+        boxes = proposal_boxes(n, gen).to(device)
+        scores = torch.rand(n, generator=gen).to(device)
         add(f"nms {n} boxes (0.7)", lambda b=boxes, s=scores: ops.nms(b, s, 0.7),
+            lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7))
+        add(f"nms_mask {n} boxes (0.7, vs nms)", lambda b=boxes, s=scores: ops.nms_mask(b, s, 0.7),
             lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7))
     for size in (7, 14):
         add(f"roi_align fwd+bwd 256 RoIs {size}x{size}",
@@ -119,9 +132,12 @@ def main() -> None:
         fwd_bwd(lambda x: ops.roi_crop(x, rois, 7, scale), feat),
         fwd_bwd(lambda x: crop_reference(x, rois, 7), feat))
 
-    print(f"\nCPU, {torch.get_num_threads()} threads, feature map {tuple(feat.shape)}, "
-          f"median of {args.repeats}\n")
-    print("| op | ours cpp (ms) | ours torch (ms) | reference (ms) | cpp / ref | torch / ref |")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"\n{where}, feature map {tuple(feat.shape)}, median of {args.repeats}\n")
+    compiled = ops.backend(device)
+    print(f"| op | ours {compiled} (ms) | ours torch (ms) | reference (ms) | {compiled} / ref "
+          "| torch / ref |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['name']} | {r['cpp']:.1f} | {r['torch']:.1f} | {r['ref']:.1f} | "

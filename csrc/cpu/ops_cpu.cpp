@@ -36,11 +36,12 @@ int64_t grain_for(int64_t work_per_item) {
 
 // Batch index of every RoI (truncated like torchvision), checked against the batch size.
 template <typename T>
-std::vector<int64_t> roi_batch_indices(const T* rois, int64_t num_rois, int64_t batch) {
+std::vector<int64_t> roi_batch_indices(const char* op, const T* rois, int64_t num_rois,
+                                       int64_t batch) {
   std::vector<int64_t> out(num_rois);
   for (int64_t k = 0; k < num_rois; ++k) {
     out[k] = static_cast<int64_t>(rois[k * 5]);
-    TORCH_CHECK_VALUE(out[k] >= 0 && out[k] < batch, "rois batch indices must lie in [0, ",
+    TORCH_CHECK_VALUE(out[k] >= 0 && out[k] < batch, op, ": rois batch indices must lie in [0, ",
                       batch, ") for an input batch of ", batch, ", got ", out[k]);
   }
   return out;
@@ -133,7 +134,7 @@ void roi_align_forward_impl(const T* input, const T* rois, int64_t num_rois, int
                             int64_t channels, int64_t height, int64_t width, int64_t out_h,
                             int64_t out_w, double spatial_scale, int64_t sampling_ratio,
                             bool aligned, T* output) {
-  const std::vector<int64_t> image = roi_batch_indices(rois, num_rois, batch);
+  const std::vector<int64_t> image = roi_batch_indices("roi_align", rois, num_rois, batch);
   const AxisTable<T> ys = align_axis_table(rois, num_rois, 0, out_h, height, spatial_scale,
                                            sampling_ratio, aligned);
   const AxisTable<T> xs = align_axis_table(rois, num_rois, 1, out_w, width, spatial_scale,
@@ -182,7 +183,8 @@ void roi_align_backward_impl(const T* grad_output, const T* rois, int64_t num_ro
                              int64_t batch, int64_t channels, int64_t height, int64_t width,
                              int64_t out_h, int64_t out_w, double spatial_scale,
                              int64_t sampling_ratio, bool aligned, T* grad_input) {
-  const std::vector<int64_t> image = roi_batch_indices(rois, num_rois, batch);
+  const std::vector<int64_t> image =
+      roi_batch_indices("_roi_align_backward", rois, num_rois, batch);
   const AxisTable<T> ys = align_axis_table(rois, num_rois, 0, out_h, height, spatial_scale,
                                            sampling_ratio, aligned);
   const AxisTable<T> xs = align_axis_table(rois, num_rois, 1, out_w, width, spatial_scale,
@@ -359,7 +361,7 @@ void roi_crop_forward_impl(const T* input, const T* rois, int64_t num_rois, int6
                            int64_t channels, int64_t height, int64_t width, int64_t out_h,
                            int64_t out_w, double spatial_scale, bool max_pool, T* output,
                            uint8_t* argmax) {
-  const std::vector<int64_t> image = roi_batch_indices(rois, num_rois, batch);
+  const std::vector<int64_t> image = roi_batch_indices("roi_crop", rois, num_rois, batch);
   const int64_t factor = max_pool ? 2 : 1;
   const int64_t grid_h = out_h * factor;
   const int64_t grid_w = out_w * factor;
@@ -403,7 +405,8 @@ void roi_crop_backward_impl(const T* grad_output, const T* rois, const uint8_t* 
                             int64_t num_rois, int64_t batch, int64_t channels, int64_t height,
                             int64_t width, int64_t out_h, int64_t out_w, double spatial_scale,
                             bool max_pool, T* grad_input) {
-  const std::vector<int64_t> image = roi_batch_indices(rois, num_rois, batch);
+  const std::vector<int64_t> image =
+      roi_batch_indices("_roi_crop_backward", rois, num_rois, batch);
   const int64_t factor = max_pool ? 2 : 1;
   const int64_t grid_h = out_h * factor;
   const int64_t grid_w = out_w * factor;
@@ -586,7 +589,8 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input_
   at::Tensor argmax = at::empty(output.sizes(), input.options().dtype(at::kInt));
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_pool_forward_cpu", [&] {
     const scalar_t* r = rois.data_ptr<scalar_t>();
-    const std::vector<int64_t> image = roi_batch_indices(r, num_rois, input.size(0));
+    const std::vector<int64_t> image =
+        roi_batch_indices("roi_pool", r, num_rois, input.size(0));
     const std::vector<BinRange> ybins = pool_bins(r, num_rois, 2, 4, out_h, input.size(2),
                                                   spatial_scale);
     const std::vector<BinRange> xbins = pool_bins(r, num_rois, 1, 3, out_w, input.size(3),
@@ -614,8 +618,8 @@ at::Tensor roi_pool_backward_cpu(const at::Tensor& grad_arg, const at::Tensor& r
   const int64_t num_rois = rois.size(0);
   at::Tensor grad_input = at::zeros({batch, channels, height, width}, grad_output.options());
   AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "roi_pool_backward_cpu", [&] {
-    const std::vector<int64_t> image = roi_batch_indices(rois.data_ptr<scalar_t>(), num_rois,
-                                                         batch);
+    const std::vector<int64_t> image =
+        roi_batch_indices("_roi_pool_backward", rois.data_ptr<scalar_t>(), num_rois, batch);
     roi_pool_backward_impl<scalar_t>(grad_output.data_ptr<scalar_t>(),
                                      argmax.data_ptr<int32_t>(), image, num_rois, channels,
                                      height, width, out_h, out_w,

@@ -1,6 +1,7 @@
-// NMS suppression mask on the GPU: the classic blocked 64-bit bitmask kernel.  Block (r, c)
-// compares the 64 boxes of row block r with the 64 boxes of column block c; the greedy scan
-// over the mask runs in the host glue.
+// NMS on the GPU without a host round trip (torchvision's bitmask approach): the blocked 64-bit
+// suppression mask kernel, block (r, c) comparing the 64 boxes of row block r with the 64
+// boxes of column block c, then a single-block kernel that runs the greedy scan over the mask
+// on the device and writes the keep flags.
 #include "fasterrcnn/box_iou.h"
 #include "fasterrcnn/cuda_launch.h"
 #include "launch_utils.cuh"
@@ -47,7 +48,54 @@ __global__ void nms_mask_kernel(int64_t num_boxes, double iou_threshold, const T
   }
 }
 
+// One block walks the score-sorted boxes in order.  `removed` (ceil(N/64) words, in shared
+// memory or in `workspace`) holds the suppressed bits; a kept box ORs its mask row into it,
+// the threads sharing the words.  Every thread reads the same `removed` word, so all take the
+// same branch and the barriers inside it are uniform.
+__global__ void nms_keep_kernel(const uint64_t* mask, int64_t num_boxes, uint64_t* workspace,
+                                bool* keep) {
+  extern __shared__ uint64_t shared_removed[];
+  uint64_t* removed = workspace != nullptr ? workspace : shared_removed;
+  const int64_t col_blocks = (num_boxes + kNmsBlock - 1) / kNmsBlock;
+  for (int64_t j = threadIdx.x; j < col_blocks; j += blockDim.x) removed[j] = 0;
+  __syncthreads();
+  for (int64_t block = 0; block < col_blocks; ++block) {
+    uint64_t removed_here = removed[block];
+    __syncthreads();
+    const int64_t first = block * kNmsBlock;
+    const int count = static_cast<int>(
+        num_boxes - first < kNmsBlock ? num_boxes - first : kNmsBlock);
+    for (int bit = 0; bit < count; ++bit) {
+      const bool kept = !(removed_here & (1ULL << bit));
+      if (threadIdx.x == 0) keep[first + bit] = kept;
+      if (!kept) continue;
+      const uint64_t* row = mask + (first + bit) * col_blocks;
+      for (int64_t j = block + threadIdx.x; j < col_blocks; j += blockDim.x) removed[j] |= row[j];
+      __syncthreads();
+      removed_here = removed[block];
+      __syncthreads();
+    }
+  }
+}
+
 }  // namespace
+
+bool nms_keep_fits_shared_memory(int64_t num_boxes) {
+  const int64_t col_blocks = (num_boxes + kNmsBlock - 1) / kNmsBlock;
+  return col_blocks * static_cast<int64_t>(sizeof(uint64_t)) <= kNmsSharedBytes;
+}
+
+cudaError_t nms_keep(const uint64_t* mask, int64_t num_boxes, uint64_t* workspace, bool* keep,
+                     cudaStream_t stream) {
+  if (num_boxes > 0) {
+    const int64_t col_blocks = (num_boxes + kNmsBlock - 1) / kNmsBlock;
+    const int threads = static_cast<int>(col_blocks < kNmsScanThreads ? col_blocks
+                                                                      : kNmsScanThreads);
+    const size_t shared = workspace != nullptr ? 0 : col_blocks * sizeof(uint64_t);
+    nms_keep_kernel<<<1, threads, shared, stream>>>(mask, num_boxes, workspace, keep);
+  }
+  return cudaGetLastError();
+}
 
 template <typename T>
 cudaError_t nms_mask(const T* sorted_boxes, int64_t num_boxes, double iou_threshold,

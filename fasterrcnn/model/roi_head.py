@@ -286,7 +286,7 @@ class RoIHead(nn.Module):
         on the RoIs (class-specific or agnostic), otherwise the RoIs are the boxes; boxes are
         clipped to the resized image and divided by its scale ``im_info[b, 2]``.  Then for each
         class ``c >= 1``: scores ``> score_thresh`` (strictly), NMS at ``nms_thresh`` with the
-        +1 convention (one batched NMS over all images and classes, a keep mask), and the
+        +1 convention (one float64 batched NMS over all images and classes, a keep mask), and the
         ``max_per_image`` best detections over all classes are kept (ties in the order of RoI,
         then class).  Rows of padded RoIs (all-zero ``cls_prob``) are never returned.
 
@@ -318,9 +318,11 @@ class RoIHead(nn.Module):
 
         ranked = torch.where(candidate, scores, float("-inf"))
         group = torch.arange(batch, device=scores.device).view(-1, 1) * num_fg + labels - 1
-        plus_one = boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+        # float64: the per-(image, class) offsets of batched NMS stay exact.
+        nms_boxes = boxes.double() + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device,
+                                                  dtype=torch.float64)
         keep = batched_nms_mask(
-            (boxes + plus_one).reshape(-1, 4), ranked.reshape(-1), group.reshape(-1), nms_thresh
+            nms_boxes.reshape(-1, 4), ranked.double().reshape(-1), group.reshape(-1), nms_thresh
         ).view(batch, -1) & candidate
 
         total = num_props * num_fg

@@ -115,10 +115,10 @@ class RPN(nn.Module):
 
         The proposal layer uses its train numbers in training mode and its test numbers in eval
         mode.  Losses are computed when ``gt_boxes`` ``(B, G, 5)`` is given, which needs
-        ``num_boxes`` ``(B,)`` and a sampling ``seed`` (:func:`fasterrcnn.rpn.draw_seed`): ``rpn_cls``
-        cross-entropy over the sampled anchors (label != -1, mean; 0 when none is sampled, a
-        masked mean without host synchronisation); ``rpn_box`` smooth-L1
-        (sigma 3) with the anchor target layer's inside/outside weights, summed over anchors and
+        ``num_boxes`` ``(B,)`` and a sampling ``seed`` (:func:`fasterrcnn.rpn.draw_seed`):
+        ``rpn_cls`` cross-entropy over the sampled anchors (label != -1, mean; 0 when none is
+        sampled, a masked mean without host synchronisation); ``rpn_box`` smooth-L1 (sigma 3)
+        with the anchor target layer's inside/outside weights, summed over anchors and
         coordinates, averaged over the batch.
         """
         logits, deltas = self.predict(base_feat)

@@ -6,6 +6,18 @@ import torch
 OutputSize = Union[int, Sequence[int]]
 
 
+_AUTOCAST_FLOATS = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def dtypes_agree(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Same dtype, or float32 / float16 / bfloat16 under autocast (the ops' autocast kernels
+    compute both in float32)."""
+    if a.dtype == b.dtype:
+        return True
+    return (a.dtype in _AUTOCAST_FLOATS and b.dtype in _AUTOCAST_FLOATS
+            and torch.is_autocast_enabled(a.device.type))
+
+
 def pair(output_size: OutputSize, name: str = "output_size") -> Tuple[int, int]:
     """Normalise an int or (h, w) pair; both sizes must be positive ints."""
     if isinstance(output_size, int):
@@ -41,7 +53,7 @@ def check_roi_args(
             f"{op}: rois must have shape (K,5) = [batch_index, x1, y1, x2, y2], "
             f"got {tuple(rois.shape)}"
         )
-    if rois.dtype != input.dtype:
+    if not dtypes_agree(rois, input):
         raise TypeError(f"{op}: rois dtype {rois.dtype} does not match input dtype {input.dtype}")
     if rois.device != input.device:
         raise ValueError(f"{op}: rois on {rois.device} but input on {input.device}")
@@ -51,6 +63,16 @@ def check_roi_args(
         raise ValueError(f"{op}: spatial_scale must be positive, got {spatial_scale}")
     if op == "roi_crop" and (input.size(2) < 2 or input.size(3) < 2):
         raise ValueError(f"roi_crop: feature map must be at least 2x2, got {tuple(input.shape)}")
+
+
+def assert_batch_indices_on_device(rois: torch.Tensor, num_images: int, op: str) -> None:
+    """On CUDA, an asynchronous device assert that every rois batch index lies in
+    [0, num_images): no host synchronisation.  The CPU kernels and the fallbacks check the
+    indices themselves (with a ValueError)."""
+    if rois.is_cuda and rois.size(0) > 0:
+        batch = rois[:, 0]
+        torch._assert_async(((batch >= 0) & (batch < num_images)).all(),
+                            f"{op}: rois batch indices must lie in [0, {num_images})")
 
 
 def check_roi_backward_args(
@@ -77,7 +99,7 @@ def check_nms_args(boxes: torch.Tensor, scores: torch.Tensor, op: str = "nms") -
         )
     if not boxes.is_floating_point():
         raise TypeError(f"{op}: boxes must be a floating tensor, got {boxes.dtype}")
-    if scores.dtype != boxes.dtype:
+    if not dtypes_agree(scores, boxes):
         raise TypeError(
             f"{op}: scores dtype {scores.dtype} does not match boxes dtype {boxes.dtype}"
         )

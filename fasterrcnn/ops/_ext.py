@@ -15,8 +15,10 @@ import torch
 
 _LOG = logging.getLogger(__name__)
 
-#: dtypes the compiled kernels are instantiated for; other dtypes use the fallback.
+#: dtypes the compiled kernels are instantiated for; other dtypes use the fallback, except
+#: float16 / bfloat16 under autocast (the operators' autocast kernels compute them in float32).
 KERNEL_DTYPES = (torch.float32, torch.float64)
+AUTOCAST_DTYPES = (torch.float16, torch.bfloat16)
 
 
 def _load_extension() -> Optional[ModuleType]:
@@ -54,7 +56,10 @@ def backend(device: Union[torch.device, str, None] = None) -> str:
 def use_kernels(*tensors: torch.Tensor) -> bool:
     """True when the compiled kernels handle these tensors (device and dtype supported)."""
     first = tensors[0]
-    return backend(first.device) != "torch" and first.dtype in KERNEL_DTYPES
+    if backend(first.device) == "torch":
+        return False
+    return first.dtype in KERNEL_DTYPES or (
+        first.dtype in AUTOCAST_DTYPES and torch.is_autocast_enabled(first.device.type))
 
 
 def operators(tensor: torch.Tensor) -> torch._ops._OpNamespace:

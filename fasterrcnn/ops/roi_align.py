@@ -8,7 +8,7 @@ when sampling_ratio <= 0).  Gradients flow to ``input`` only.
 import torch
 from torch import nn
 
-from ._checks import OutputSize, check_roi_args, pair
+from ._checks import OutputSize, assert_batch_indices_on_device, check_roi_args, pair
 from ._ext import operators
 
 
@@ -23,6 +23,7 @@ def roi_align(
     """input (B,C,H,W), rois (K,5) -> (K,C,out_h,out_w) (``torch.ops.fasterrcnn.roi_align``)."""
     out_h, out_w = pair(output_size)
     check_roi_args(input, rois, "roi_align", spatial_scale, (out_h, out_w))
+    assert_batch_indices_on_device(rois, input.size(0), "roi_align")
     return operators(input).roi_align(input, rois, float(spatial_scale), out_h, out_w,
                                       int(sampling_ratio), bool(aligned))
 

@@ -10,7 +10,7 @@ then F.max_pool2d(2, 2) when max_pool.  Requires H, W > 1.  Gradients flow to ``
 import torch
 from torch import nn
 
-from ._checks import OutputSize, check_roi_args, pair
+from ._checks import OutputSize, assert_batch_indices_on_device, check_roi_args, pair
 from ._ext import operators
 
 
@@ -25,6 +25,7 @@ def roi_crop(
     (``torch.ops.fasterrcnn.roi_crop``)."""
     out_h, out_w = pair(output_size)
     check_roi_args(input, rois, "roi_crop", spatial_scale, (out_h, out_w))
+    assert_batch_indices_on_device(rois, input.size(0), "roi_crop")
     output, _ = operators(input).roi_crop(input, rois, float(spatial_scale), out_h, out_w,
                                           bool(max_pool))
     return output

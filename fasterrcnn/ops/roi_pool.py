@@ -8,7 +8,7 @@ the first maximum of each bin; rois get none.
 import torch
 from torch import nn
 
-from ._checks import OutputSize, check_roi_args, pair
+from ._checks import OutputSize, assert_batch_indices_on_device, check_roi_args, pair
 from ._ext import operators
 
 
@@ -18,6 +18,7 @@ def roi_pool(
     """input (B,C,H,W), rois (K,5) -> (K,C,out_h,out_w) (``torch.ops.fasterrcnn.roi_pool``)."""
     out_h, out_w = pair(output_size)
     check_roi_args(input, rois, "roi_pool", spatial_scale, (out_h, out_w))
+    assert_batch_indices_on_device(rois, input.size(0), "roi_pool")
     output, _ = operators(input).roi_pool(input, rois, float(spatial_scale), out_h, out_w)
     return output
 

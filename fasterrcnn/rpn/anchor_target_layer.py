@@ -14,7 +14,6 @@ from fasterrcnn.config import Config
 from fasterrcnn.rpn.boxes import box_iou, encode_boxes
 from fasterrcnn.rpn.sampling import select_random, uniform_keys
 
-
 ANCHOR_STREAM = 0
 """The :func:`~fasterrcnn.rpn.sampling.uniform_keys` stream of the anchor sampling."""
 

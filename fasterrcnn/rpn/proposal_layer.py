@@ -55,10 +55,10 @@ class ProposalLayer(nn.Module):
     reference's +1 areas (NMS on ``[x1, y1, x2 + 1, y2 + 1]``) and nothing else is dropped, so
     that with the reference's settings the proposals equal faster-rcnn.pytorch's.
 
-    Batched and sync-free: all images go through one NMS (images kept apart by
-    ``batched_nms_mask``'s per-image offsets), the selection uses masks, ``sort`` and ``topk``
-    with fixed sizes; nothing is copied to the host.  The inputs are detached: no gradient
-    flows through the proposals, as in the reference.
+    Batched and sync-free: all images go through one float64 NMS (images kept apart by
+    ``batched_nms_mask``'s per-image offsets, exact in float64), the selection uses masks,
+    ``sort`` and ``topk`` with fixed sizes; nothing is copied to the host.  The inputs are
+    detached: no gradient flows through the proposals, as in the reference.
     """
 
     def __init__(
@@ -131,6 +131,9 @@ class ProposalLayer(nn.Module):
     def _nms_keep(self, boxes: Tensor, iou_threshold: float) -> Tensor:
         """``(B, K)`` NMS keep mask of score-sorted boxes ``(B, K, 4)``, images independent."""
         batch, num = boxes.shape[:2]
+        # float64: the per-image offsets of batched NMS are exact, so an image's proposals do
+        # not depend on the other images of the batch.
+        boxes = boxes.double()
         if self.reference_nms:
             boxes = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
         # The rank as the score: ties keep the stable order of the sort.

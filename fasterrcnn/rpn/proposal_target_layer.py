@@ -14,7 +14,6 @@ from fasterrcnn.config import Config
 from fasterrcnn.rpn.boxes import box_iou, encode_boxes
 from fasterrcnn.rpn.sampling import draw_with_replacement, ordered_random, uniform_keys
 
-
 ROI_STREAM = 1
 """The :func:`~fasterrcnn.rpn.sampling.uniform_keys` stream of the RoI sampling."""
 
@@ -36,7 +35,8 @@ class ProposalTargetLayer(nn.Module):
 
     An image without gt boxes has IoU 0 everywhere, so all its RoIs are bg.  Rows hold the fg
     RoIs first, then the bg ones.  Randomness comes only from the given seed: one block of
-    ``(B, 2, C + R)`` uniforms per call (``C`` candidates per image, :mod:`fasterrcnn.rpn.sampling`);
+    ``(B, 2, C + R)`` uniforms per call (``C`` candidates per image; see
+    :mod:`fasterrcnn.rpn.sampling`);
     subsets without replacement are the candidates of largest random key, draws with
     replacement pick the ``floor(u * n)``-th of ``n`` candidates.  The whole layer runs on the
     device of its inputs with fixed shapes (no host synchronisation).

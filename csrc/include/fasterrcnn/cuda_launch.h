@@ -20,6 +20,21 @@ template <typename T>
 cudaError_t nms_mask(const T* sorted_boxes, int64_t num_boxes, double iou_threshold,
                      uint64_t* mask, cudaStream_t stream);
 
+// Threads of the single block that scans the mask, and the shared memory it may use for the
+// suppressed bits (the default per-block limit).
+constexpr int kNmsScanThreads = 256;
+constexpr int64_t kNmsSharedBytes = 48 * 1024;
+
+// Whether nms_keep can hold its ceil(N/64) suppressed words in shared memory; when not, it
+// needs a device workspace of that many words.
+bool nms_keep_fits_shared_memory(int64_t num_boxes);
+
+// mask of nms_mask -> keep (N,) bool in sorted order: greedy NMS scanned on the device (one
+// block, no host copy).  workspace: nullptr, or ceil(N/64) words when the bits do not fit in
+// shared memory (no initialisation needed).
+cudaError_t nms_keep(const uint64_t* mask, int64_t num_boxes, uint64_t* workspace, bool* keep,
+                     cudaStream_t stream);
+
 template <typename T>
 cudaError_t roi_align_forward(const T* input, const T* rois, int64_t num_rois, int64_t channels,
                               int64_t height, int64_t width, int64_t out_h, int64_t out_w,

@@ -101,7 +101,8 @@ def roi_align_backward(
 ) -> torch.Tensor:
     """grad (K,C,out_h,out_w) of :func:`roi_align`'s output -> grad of input (B,C,H,W).
 
-    The transposed products: grad_input[b] = sum over the RoIs k of image b of Ay_k^T G_k Ax_k.
+    The transposed products of the forward, as two large matrix products per chunk of RoIs:
+    grad_input[b] = sum over the RoIs k of image b of Ay_k^T G_k Ax_k.
     """
     num_images, channels, height, width = input_shape
     out_h, out_w = output_size
@@ -111,12 +112,11 @@ def roi_align_backward(
     ay = axis_weights(rois[:, 2], rois[:, 4], out_h, height, spatial_scale, sampling_ratio, aligned)
     ax = axis_weights(rois[:, 1], rois[:, 3], out_w, width, spatial_scale, sampling_ratio, aligned)
     for image, idx in image_groups(rois, num_images):
-        for part in chunks(idx.numel(), channels * height * out_w):
+        for part in chunks(idx.numel(), out_h * channels * width):
             sel = idx[part]
             k = sel.numel()
-            # (k,1,H,out_h) @ (k,C,out_h,out_w) -> (k,C,H,out_w), then contract k and out_w
-            cols = torch.matmul(ay[sel].transpose(1, 2).unsqueeze(1), grad[sel])
-            cols = cols.permute(1, 2, 0, 3).reshape(channels * height, k * out_w)
-            grad_input[image] += (cols @ ax[sel].reshape(k * out_w, width)).view(
-                channels, height, width)
+            g = grad[sel].permute(0, 2, 1, 3).reshape(k, out_h * channels, out_w)
+            cols = torch.bmm(g, ax[sel]).view(k * out_h, channels * width)
+            rows = ay[sel].reshape(k * out_h, height).t() @ cols  # (H, C*W)
+            grad_input[image] += rows.view(height, channels, width).permute(1, 0, 2)
     return grad_input
