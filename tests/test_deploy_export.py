@@ -20,7 +20,7 @@ from fasterrcnn.engine.inference import detections_to_class_arrays
 from fasterrcnn.eval import voc_evaluate
 from fasterrcnn.model import build_model
 
-pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxruntime", reason="the optional [onnx] packages are not installed")
 
 NUM_TEST = 20
 
@@ -116,6 +116,23 @@ def test_onnx_runtime_dataset_pass_gives_the_eager_all_boxes(trained, onnx_file)
 
 
 @pytest.mark.slow
+def test_onnx_roi_pool_model_matches_eager(trained, tmp_path):
+    pool = ["--set", "POOLING_MODE", "pool"]
+    path = _export(trained, "onnx", tmp_path / "pool.onnx", *pool)
+    import onnx
+
+    assert "MaxRoiPool" in {n.op_type for n in onnx.load(path).graph.node}
+    exported = ExportedDetector.from_onnx(path)
+    eager = Detector.from_checkpoint(trained, device="cpu", overrides=pool[1:])
+    imdb = get_imdb(eager.cfg.DATASET.TEST, eager.cfg.DATA_DIR, cfg=eager.cfg)
+    for i in range(3):
+        want, got = eager.predict(imdb.image_path_at(i)), exported.predict(imdb.image_path_at(i))
+        assert len(want["labels"]) > 0 and got["labels"].tolist() == want["labels"].tolist()
+        np.testing.assert_allclose(got["boxes"], want["boxes"], rtol=0, atol=1e-3)
+        np.testing.assert_allclose(got["scores"], want["scores"], rtol=0, atol=1e-4)
+
+
+@pytest.mark.slow
 def test_pt2_archive_matches_eager_at_other_sizes(trained, tmp_path):
     exported = ExportedDetector.from_pt2(_export(trained, "pt2", tmp_path / "shapes.pt2"))
     eager = Detector.from_checkpoint(trained, device="cpu")
@@ -148,6 +165,9 @@ def test_export_errors_name_the_problem(untrained_checkpoint, tmp_path):
                          str(tmp_path / "x.onnx"), "--set", "POOLING_MODE", "crop"])
     with pytest.raises(SystemExit):
         export_cmd.main(["--checkpoint", trained, "--format", "tflite", "--output", "x"])
+    with pytest.raises(ValueError, match="TEST.MAX_PER_IMAGE must be > 0"):
+        export_cmd.main(["--checkpoint", trained, "--format", "pt2", "--output",
+                         str(tmp_path / "x.pt2"), "--set", "TEST.MAX_PER_IMAGE", "0"])
     import onnx
     from onnx import TensorProto, helper
 

@@ -6,9 +6,11 @@ import pytest
 import torch
 
 import fasterrcnn.ops  # noqa: F401  (registers the operators)
-from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
 
+pytest.importorskip("onnxscript", reason="the optional [onnx] packages are not installed")
 onnxruntime = pytest.importorskip("onnxruntime")
+
+from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
 
 NAMESPACES = ["fasterrcnn", "fasterrcnn_torch"]
 """The compiled operators and their pure-torch fallbacks (same schemas)."""
@@ -53,9 +55,10 @@ def _nms_cases():
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
-@pytest.mark.parametrize("name", ["nms_mask", "nms"])
-def test_nms_translation_matches_eager(namespace, name, tmp_path):
-    cases = _nms_cases()
+@pytest.mark.parametrize("name,dtype", [("nms_mask", torch.float32), ("nms", torch.float32),
+                                        ("nms_mask", torch.float64)])
+def test_nms_translation_matches_eager(namespace, name, dtype, tmp_path):
+    cases = [(boxes.to(dtype), scores.to(dtype)) for boxes, scores in _nms_cases()]
     module = _Call(namespace, name, 0.5)
     n = torch.export.Dim("n", min=0)
     outputs = _run_onnx(module, cases[0], namespace, ({0: n}, {0: n}), tmp_path, cases)

@@ -31,7 +31,7 @@ preprocessed image -> fixed-size detections; preprocessing not timed): eager, ``
 intra-op threads as torch uses) on the model exported by ``tools/export.py``.
 
 Usage: PYTHONPATH=. python tools/bench_model.py --net res50 --device cpu --iters 3 --warmup 1
-       PYTHONPATH=. python tools/bench_model.py --deploy --height 300 --width 400 --iters 5
+       PYTHONPATH=. python tools/bench_model.py --deploy --net shapes --height 256 --width 341
 """
 
 from __future__ import annotations
@@ -606,7 +606,8 @@ def report(args: argparse.Namespace, times: Dict[Tuple[str, str], List[float]],
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--net", choices=("res50", "res101"), default="res50")
+    parser.add_argument("--net", choices=("res50", "res101", "shapes"), default="res50",
+                        help="shapes (cfgs/shapes.yml, the quickstart model): --deploy only")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--iters", type=int, default=3, help="timed runs per phase and model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
@@ -622,9 +623,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.iters < 1 or args.warmup < 0:
         parser.error("--iters must be >= 1 and --warmup >= 0")
+    if args.net == "shapes" and not args.deploy:
+        parser.error("--net shapes has no torchvision counterpart: use it with --deploy")
     if args.deploy:
         if args.device != "cpu":
             parser.error("--deploy measures CPU inference: use --device cpu")
+        logging.getLogger("onnxscript").setLevel(logging.WARNING)
         print(run_deploy(args))
         return
     device = torch.device(args.device)

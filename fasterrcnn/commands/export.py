@@ -19,7 +19,7 @@ import os
 import sys
 
 from fasterrcnn.cli import add_device_arguments, device_from_args, setup_logging
-from fasterrcnn.deploy.export import export_program, save_onnx, save_pt2
+from fasterrcnn.deploy.export import export_program, onnx_ops, save_onnx, save_pt2
 from fasterrcnn.engine.inference import load_model_from_checkpoint
 
 LOGGER = logging.getLogger("export")
@@ -43,14 +43,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)  # the optimizer logs every rewrite
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f"--checkpoint: no such file: {args.checkpoint}")
     model, cfg, classes = load_model_from_checkpoint(args.checkpoint, device_from_args(args),
                                                      args.set_cfgs)
     if args.format == "onnx":
-        from fasterrcnn.deploy.onnx_ops import check_onnx_exportable
-
-        check_onnx_exportable(cfg)
+        onnx_ops().check_onnx_exportable(cfg)
     LOGGER.info("exporting %s (%s pooling) with dynamic height and width", args.checkpoint,
                 cfg.POOLING_MODE)
     program = export_program(model)

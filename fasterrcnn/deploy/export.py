@@ -13,8 +13,10 @@ classes without the checkpoint.
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
@@ -27,8 +29,6 @@ ONNX_CONFIG_KEY = "fasterrcnn.config"
 ONNX_CLASSES_KEY = "fasterrcnn.classes"
 INPUT_NAMES = ("im_data", "im_info")
 OUTPUT_NAMES = ("boxes", "scores", "labels", "counts")
-MIN_SIDE = 32
-"""Smallest exported image side: two feature cells at stride 16."""
 
 
 class ExportableDetector(nn.Module):
@@ -64,19 +64,42 @@ def example_inputs(cfg: Config) -> tuple[Tensor, Tensor]:
 
 
 def dynamic_shapes() -> tuple[dict[int, object], None]:
-    """Height and width of ``im_data`` dynamic (at least :data:`MIN_SIDE`)."""
-    height = torch.export.Dim("height", min=MIN_SIDE)
-    width = torch.export.Dim("width", min=MIN_SIDE)
-    return {2: height, 3: width}, None
+    """Height and width of ``im_data`` dynamic, their valid range inferred by the exporter
+    (``Dim.AUTO``: the backbone's rounding, e.g. a ``ceil_mode`` max-pool, adds guards that a
+    named ``Dim`` would reject)."""
+    return {2: torch.export.Dim.AUTO, 3: torch.export.Dim.AUTO}, None
 
 
 def export_program(model: FasterRCNN) -> torch.export.ExportedProgram:
-    """``torch.export.export`` of :class:`ExportableDetector` with dynamic height and width."""
+    """``torch.export.export`` of :class:`ExportableDetector` with dynamic height and width.
+
+    Raises RuntimeError when the exporter had to fix the height or the width to the example's.
+    """
     module = ExportableDetector(model)
     device = next(model.parameters()).device
     inputs = tuple(t.to(device) for t in example_inputs(model.cfg))
     with torch.no_grad():
-        return torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes())
+        program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes())
+    image = next(n for n in program.graph.nodes if n.op == "placeholder"
+                 and n.name == INPUT_NAMES[0]).meta["val"]
+    static = [name for name, size in zip(("height", "width"), image.shape[2:])
+              if not isinstance(size, torch.SymInt)]
+    if static:
+        raise RuntimeError(f"torch.export fixed the image {' and '.join(static)} to the example "
+                           f"input's {tuple(image.shape[2:])}: the model is not shape-generic")
+    return program
+
+
+ONNX_EXTRA_HINT = "ONNX export and inference need onnx, onnxscript and onnxruntime: " \
+    "pip install -e .[onnx]"
+
+
+def onnx_ops() -> ModuleType:
+    """:mod:`fasterrcnn.deploy.onnx_ops`, or ImportError saying how to install what it needs."""
+    try:
+        return importlib.import_module("fasterrcnn.deploy.onnx_ops")
+    except ImportError as exc:
+        raise ImportError(f"{ONNX_EXTRA_HINT} ({exc})") from exc
 
 
 def _metadata(cfg: Config, classes: Sequence[str]) -> dict[str, str]:
@@ -97,12 +120,11 @@ def save_onnx(program: torch.export.ExportedProgram, path: str, cfg: Config,
 
     Raises ValueError for configs without an ONNX translation (``POOLING_MODE crop``).
     """
-    from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
-
-    check_onnx_exportable(cfg)
+    translations = onnx_ops()
+    translations.check_onnx_exportable(cfg)
     onnx_program = torch.onnx.export(
         program, dynamo=True, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-        custom_translation_table=onnx_translation_table(), verbose=False,
+        custom_translation_table=translations.onnx_translation_table(), verbose=False,
     )
     onnx_program.model.metadata_props.update(_metadata(cfg, classes))
     onnx_program.save(path)

@@ -36,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 import torch
-from onnxscript import BOOL, INT64
+from onnxscript import BOOL, FLOAT, INT64
 from onnxscript import opset18 as op
 
 from fasterrcnn.config import Config
@@ -49,10 +49,14 @@ operators and their pure-torch fallbacks (same schemas)."""
 
 
 def onnx_nms(boxes, scores, iou_threshold: float):
-    """``boxes (N, 4)``, ``scores (N,)`` -> int64 ``(K,)`` kept indices by decreasing score."""
+    """``boxes (N, 4)``, ``scores (N,)`` -> int64 ``(K,)`` kept indices by decreasing score.
+
+    onnxruntime's NonMaxSuppression takes float32 only: float64 inputs (exact batched offsets)
+    are rounded to float32, which can flip a decision at an IoU within ~1e-7 of the threshold.
+    """
     selected = op.NonMaxSuppression(
-        op.Unsqueeze(boxes, [0]),
-        op.Unsqueeze(scores, [0, 1]),
+        op.Unsqueeze(op.Cast(boxes, to=FLOAT.dtype), [0]),
+        op.Unsqueeze(op.Cast(scores, to=FLOAT.dtype), [0, 1]),
         op.Constant(value_int=INT64_MAX),
         op.Constant(value_float=iou_threshold),
         center_point_box=0,

@@ -21,6 +21,7 @@ from fasterrcnn.deploy.export import (
     INPUT_NAMES,
     ONNX_CLASSES_KEY,
     ONNX_CONFIG_KEY,
+    ONNX_EXTRA_HINT,
     PT2_EXTRA_FILE,
 )
 from fasterrcnn.detector import ImageInput, to_bgr_array
@@ -48,8 +49,10 @@ class ExportedDetector:
     def from_onnx(cls, path: str, threads: int = 0) -> ExportedDetector:
         """An ONNX model written by ``tools/export.py --format onnx``, on onnxruntime's CPU
         execution provider (``threads`` intra-op threads; 0: onnxruntime's default)."""
-        import onnxruntime
-
+        try:
+            import onnxruntime
+        except ImportError as exc:
+            raise ImportError(f"{ONNX_EXTRA_HINT} ({exc})") from exc
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
