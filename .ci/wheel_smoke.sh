@@ -89,4 +89,10 @@ cp data/shapes/JPEGImages/$(head -n 1 data/shapes/ImageSets/Main/test.txt).jpg i
 "$work/venv/bin/fasterrcnn-demo" --image_dir images --checkpoint_path "$checkpoint" \
   --output_dir demo --device cpu
 test "$(ls demo/*_det.jpg | wc -l)" -eq 1 && test "$(ls demo/*.json | wc -l)" -eq 1
+"$work/venv/bin/fasterrcnn-data" check --dataset shapes --cfg shapes --out data_check \
+  --set "${tiny[@]}" > data_check.log
+grep -q "Anchor fit" data_check.log
+"$work/venv/bin/fasterrcnn-export" --checkpoint "$checkpoint" --format pt2 --output model.pt2 \
+  --device cpu
+test -s model.pt2
 echo "wheel smoke test passed: $(basename "$wheel")"
