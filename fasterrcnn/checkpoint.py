@@ -37,6 +37,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from fasterrcnn._version import __version__
+
 try:
     import fcntl
 except ImportError:  # not POSIX: stale temporary files are left alone

@@ -35,8 +35,10 @@ def _torch_like_failure(error):
         try:
             raise error
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 "
-                               "vs 598")
+            # implicit chaining, as torch.save does: the OSError is only the __context__
+            raise RuntimeError(  # noqa: B904
+                "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"
+            )
 
     return failing_save
 

@@ -27,7 +27,7 @@ NUM_TEST = 20
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A checkpoint of 2 epochs (24 iterations) of the tiny shapes model with a 20-image test set."""
+    """2 epochs (24 iterations) of the tiny shapes model, with a 20-image test set."""
     data_dir = str(tmp_path_factory.mktemp("data"))
     ensure_shapes(data_dir, num_train=12, num_test=NUM_TEST, seed=0)
     overrides = tiny_overrides(data_dir) + ["DATASET.SHAPES_NUM_TEST", NUM_TEST]

@@ -10,7 +10,7 @@ import fasterrcnn.ops  # noqa: F401  (registers the operators)
 pytest.importorskip("onnxscript", reason="the optional [onnx] packages are not installed")
 onnxruntime = pytest.importorskip("onnxruntime")
 
-from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table
+from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table  # noqa: E402
 
 NAMESPACES = ["fasterrcnn", "fasterrcnn_torch"]
 """The compiled operators and their pure-torch fallbacks (same schemas)."""

@@ -260,6 +260,7 @@ def test_command_line_writes_table_and_figures(tmp_path, tiny_data_dir, one_thre
     from pathlib import Path
 
     from conftest import tiny_overrides
+
     from fasterrcnn.commands import train
     from fasterrcnn.inspect.__main__ import main
 

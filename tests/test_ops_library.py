@@ -4,10 +4,10 @@ import os
 
 import pytest
 import torch
+from ops_testing import make_rois
 
 from fasterrcnn import ops
 from fasterrcnn.ops import _ext, _library
-from ops_testing import make_rois
 
 NAMESPACES = [
     pytest.param(_library.COMPILED, marks=pytest.mark.skipif(

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from conftest import tiny_overrides
 
 from fasterrcnn.checkpoint import load_checkpoint
 from fasterrcnn.commands import data as data_cmd
@@ -12,8 +13,6 @@ from fasterrcnn.commands import demo
 from fasterrcnn.commands import test as test_net
 from fasterrcnn.commands import train as trainval_net
 from fasterrcnn.data.shapes import SHAPE_CLASSES
-
-from conftest import tiny_overrides
 
 ANNOTATIONS = {"coco": "train.json", "csv": "train.csv", "voc": "."}
 

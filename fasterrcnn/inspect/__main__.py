@@ -46,7 +46,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         from fasterrcnn.inspect.draw import save_all
     except ImportError as error:
-        raise SystemExit(f"the figures need matplotlib: pip install matplotlib ({error})")
+        raise SystemExit(f"the figures need matplotlib: pip install matplotlib ({error})") from error
     detector = Detector.from_checkpoint(args.checkpoint, device=device_from_args(args),
                                         overrides=args.set_cfgs)
     image = read_image(args.image)

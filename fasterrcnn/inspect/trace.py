@@ -48,7 +48,7 @@ from fasterrcnn.rpn import (
     decode_boxes,
 )
 
-STAGES: "OrderedDict[str, str]" = OrderedDict(
+STAGES: OrderedDict[str, str] = OrderedDict(
     [
         ("im_data", "network input: BGR minus PIXEL_MEANS, resized, (1, 3, H, W)"),
         ("im_info", "[height, width, scale] of the resized image"),
@@ -137,7 +137,7 @@ class Trace:
         """``(H, W)`` of the base feature map."""
         return int(self["base_feat"].shape[2]), int(self["base_feat"].shape[3])
 
-    def shapes(self, print_table: bool = True) -> "OrderedDict[str, Tuple[int, ...]]":
+    def shapes(self, print_table: bool = True) -> OrderedDict[str, Tuple[int, ...]]:
         """``{stage: shape}`` in the walkthroughs' order; prints the table unless told not to."""
         table = OrderedDict((name, tuple(tensor.shape)) for name, tensor in self.stages.items())
         if print_table:

@@ -34,7 +34,7 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def forward_images(
-    model: "FasterRCNN",
+    model: FasterRCNN,
     images: Sequence[ImageLike],
     targets: Optional[Sequence[Target]] = None,
 ) -> Union[Dict[str, Tensor], List[Dict[str, Tensor]]]:
@@ -51,7 +51,7 @@ def forward_images(
 
 
 def detect(
-    model: "FasterRCNN",
+    model: FasterRCNN,
     images: Sequence[ImageLike],
     score_thresh: Optional[float] = None,
     detections_per_img: Optional[int] = None,

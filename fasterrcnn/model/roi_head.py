@@ -65,7 +65,7 @@ class DetectionSettings:
     stds: Tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "DetectionSettings":
+    def from_config(cls, cfg: Config) -> DetectionSettings:
         return cls(
             score_thresh=cfg.TEST.SCORE_THRESH,
             nms_thresh=cfg.TEST.NMS,
@@ -151,7 +151,7 @@ class RoIHead(nn.Module):
     @classmethod
     def from_config(
         cls, cfg: Config, top: nn.Module, top_channels: int, num_classes: int
-    ) -> "RoIHead":
+    ) -> RoIHead:
         """The head of ``cfg`` (pooling, ``CLASS_AGNOSTIC``, the ``TRAIN`` sampling numbers, the
         ``TEST`` post-processing) over the backbone's ``top`` of ``top_channels`` outputs."""
         return cls(

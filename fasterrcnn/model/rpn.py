@@ -73,7 +73,7 @@ class RPN(nn.Module):
         self.anchor_target_layer = anchor_target_layer
 
     @classmethod
-    def from_config(cls, cfg: Config, in_channels: int) -> "RPN":
+    def from_config(cls, cfg: Config, in_channels: int) -> RPN:
         """The RPN of ``cfg`` (``RPN_CHANNELS``, ``FEAT_STRIDE``, ``ANCHOR_RATIOS``,
         ``ANCHOR_SCALES``, the proposal and anchor target layers' options) over
         ``in_channels`` base channels."""

@@ -163,7 +163,7 @@ class ImageTransform(nn.Module):
         self.detections_per_img = int(detections_per_img)
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "ImageTransform":
+    def from_config(cls, cfg: Config) -> ImageTransform:
         """``PIXEL_MEANS``, ``PIXEL_STDS``, ``TEST.SCALES[0]``, ``TEST.MAX_SIZE``,
         ``TRAIN.SCALES``, ``TRAIN.MAX_SIZE``, ``TEST.DETECT_SCORE_THRESH``,
         ``TEST.MAX_PER_IMAGE``."""

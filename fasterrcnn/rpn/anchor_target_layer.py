@@ -85,7 +85,7 @@ class AnchorTargetLayer(nn.Module):
         self.allowed_border = allowed_border
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "AnchorTargetLayer":
+    def from_config(cls, cfg: Config) -> AnchorTargetLayer:
         """The layer with the ``cfg.TRAIN.RPN_*`` numbers."""
         train = cfg.TRAIN
         return cls(

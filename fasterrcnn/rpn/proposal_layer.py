@@ -28,7 +28,7 @@ class ProposalNumbers:
     min_size: float
 
     @classmethod
-    def from_config(cls, mode_cfg) -> "ProposalNumbers":
+    def from_config(cls, mode_cfg) -> ProposalNumbers:
         """From ``cfg.TRAIN`` or ``cfg.TEST``."""
         return cls(
             mode_cfg.RPN_PRE_NMS_TOP_N,
@@ -70,7 +70,7 @@ class ProposalLayer(nn.Module):
         self.reference_nms = reference_nms
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "ProposalLayer":
+    def from_config(cls, cfg: Config) -> ProposalLayer:
         """The layer with the ``cfg.TRAIN`` / ``cfg.TEST`` numbers and ``cfg.REFERENCE_NMS``."""
         return cls(
             train=ProposalNumbers.from_config(cfg.TRAIN),

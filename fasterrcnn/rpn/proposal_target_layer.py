@@ -70,7 +70,7 @@ class ProposalTargetLayer(nn.Module):
         self.inside_weights = tuple(inside_weights)
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "ProposalTargetLayer":
+    def from_config(cls, cfg: Config) -> ProposalTargetLayer:
         """The layer with the ``cfg.TRAIN`` numbers."""
         train = cfg.TRAIN
         return cls(
