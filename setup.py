@@ -5,6 +5,7 @@ The C++ CPU kernels are always built; the CUDA kernels too when CUDA is availabl
 time or FORCE_CUDA=1.  Metadata, dependencies and entry points live in pyproject.toml.
 Install: ``pip install --no-build-isolation .`` (``-e`` for development).
 """
+
 import glob
 import os
 
@@ -27,14 +28,24 @@ def _extension():
     cxx_flags = ["-O3", "-fopenmp"]
     link_flags = ["-fopenmp"]
     if not _use_cuda():
-        return CppExtension("fasterrcnn._C", sources, include_dirs=include_dirs,
-                            extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags)
+        return CppExtension(
+            "fasterrcnn._C",
+            sources,
+            include_dirs=include_dirs,
+            extra_compile_args={"cxx": cxx_flags},
+            extra_link_args=link_flags,
+        )
     sources += [os.path.join(CSRC, "cuda_glue.cpp")]
     sources += sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")))
     nvcc_flags = ["-O3", "--expt-relaxed-constexpr"]
-    return CUDAExtension("fasterrcnn._C", sources, include_dirs=include_dirs,
-                         define_macros=[("WITH_CUDA", None)], extra_link_args=link_flags,
-                         extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})
+    return CUDAExtension(
+        "fasterrcnn._C",
+        sources,
+        include_dirs=include_dirs,
+        define_macros=[("WITH_CUDA", None)],
+        extra_link_args=link_flags,
+        extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags},
+    )
 
 
 # The YAML configs stay in the top-level cfgs/ folder and install as fasterrcnn/cfgs/*.yml, where

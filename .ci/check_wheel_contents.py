@@ -40,8 +40,7 @@ def main(repo: str, wheel: str) -> int:
     if missing:
         print(f"{wheel} lacks {len(missing)} file(s):", *missing, sep="\n  ", file=sys.stderr)
         return 1
-    print(f"{os.path.basename(wheel)}: all {len(names)} files present, including "
-          f"{extension[0]}")
+    print(f"{os.path.basename(wheel)}: all {len(names)} files present, including {extension[0]}")
     return 0
 
 

@@ -1,9 +1,9 @@
 """fasterrcnn: Faster R-CNN in PyTorch, laid out like faster-rcnn.pytorch.
 
-    import fasterrcnn
-    cfg = fasterrcnn.load_config("res101", ["TRAIN.SCALES", "[800]"])   # or a YAML path
-    model = fasterrcnn.build_model(cfg, num_classes=21)
-    det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_4_600.pth")
+import fasterrcnn
+cfg = fasterrcnn.load_config("res101", ["TRAIN.SCALES", "[800]"])   # or a YAML path
+model = fasterrcnn.build_model(cfg, num_classes=21)
+det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_4_600.pth")
 """
 
 from fasterrcnn._version import __version__

@@ -81,14 +81,22 @@ _SAVE_ADVICE = {
     errno.ENOSPC: "the disk is full: free some space or save to another disk",
     errno.EDQUOT: "the disk quota is exceeded: free some space or save to another disk",
     errno.EFBIG: "the file is larger than this file system allows (FAT32 stops at 4 GiB): "
-                 "save to another file system",
+    "save to another file system",
     errno.EACCES: "permission denied: make the directory writable or save elsewhere",
     errno.EPERM: "permission denied: make the directory writable or save elsewhere",
     errno.EROFS: "the file system is read-only: save elsewhere",
 }
 
-TRAINING_STATE_KEYS = ("optimizer", "scheduler", "epoch", "iteration", "global_step", "rng",
-                       "images_per_step", "iters_per_epoch")
+TRAINING_STATE_KEYS = (
+    "optimizer",
+    "scheduler",
+    "epoch",
+    "iteration",
+    "global_step",
+    "rng",
+    "images_per_step",
+    "iters_per_epoch",
+)
 """Entries a checkpoint needs, besides ``model``, to resume a run exactly."""
 
 
@@ -105,10 +113,16 @@ def find_checkpoint(save_dir: PathLike, session: int, epoch: int, iteration: int
     if not os.path.isfile(path):
         available = []
         if os.path.isdir(save_dir):
-            available = sorted(n for n in os.listdir(save_dir)
-                               if n.startswith("faster_rcnn_") and n.endswith(".pth"))
-        hint = f"; checkpoints in that directory: {', '.join(available)}" if available else \
-            "; no checkpoints in that directory"
+            available = sorted(
+                n
+                for n in os.listdir(save_dir)
+                if n.startswith("faster_rcnn_") and n.endswith(".pth")
+            )
+        hint = (
+            f"; checkpoints in that directory: {', '.join(available)}"
+            if available
+            else "; no checkpoints in that directory"
+        )
         raise FileNotFoundError(f"checkpoint not found: {path}{hint}")
     return path
 
@@ -130,9 +144,9 @@ def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
     try:
         os.makedirs(directory, exist_ok=True)
         remove_stale_partials(directory)
-        tmp = tempfile.NamedTemporaryFile(delete=False, dir=directory,
-                                          prefix=f".{os.path.basename(path)}.",
-                                          suffix=PARTIAL_SUFFIX)
+        tmp = tempfile.NamedTemporaryFile(
+            delete=False, dir=directory, prefix=f".{os.path.basename(path)}.", suffix=PARTIAL_SUFFIX
+        )
         with tmp:
             if fcntl is not None:
                 fcntl.flock(tmp.fileno(), fcntl.LOCK_EX)
@@ -146,8 +160,9 @@ def save_checkpoint(state: Dict[str, object], path: PathLike) -> None:
         cause = _os_error_in(err)
         if cause is not None:
             advice = _SAVE_ADVICE.get(cause.errno, "")
-            message = (f"cannot save checkpoint {path}: {cause.strerror or cause}"
-                       + (f" ({advice})" if advice else ""))
+            message = f"cannot save checkpoint {path}: {cause.strerror or cause}" + (
+                f" ({advice})" if advice else ""
+            )
             args = (message,) if cause.errno is None else (cause.errno, message)
             raise CheckpointSaveError(*args) from err
         if isinstance(err, RuntimeError):
@@ -199,8 +214,7 @@ def remove_stale_partials(directory: Union[str, os.PathLike]) -> List[str]:
                 os.unlink(path)
         except OSError:
             continue
-        logger.warning("removed %s (%d bytes), left by an interrupted checkpoint save", path,
-                       size)
+        logger.warning("removed %s (%d bytes), left by an interrupted checkpoint save", path, size)
         removed.append(path)
     return removed
 
@@ -210,14 +224,16 @@ def check_resumable(ckpt: Dict[str, object], path: str) -> None:
     if "model" not in ckpt:
         raise CheckpointMismatchError(
             f"{path} is not a fasterrcnn checkpoint (it has no 'model' entry; its entries: "
-            f"{', '.join(sorted(map(str, ckpt))) or 'none'})")
+            f"{', '.join(sorted(map(str, ckpt))) or 'none'})"
+        )
     missing = [key for key in TRAINING_STATE_KEYS if key not in ckpt]
     if missing:
         raise CheckpointMismatchError(
             f"{path} holds model weights but no training state (no {', '.join(missing)}): it "
             "cannot be resumed.  To train on from these weights, start a fresh run with "
             f"--set TRAIN.INIT_WEIGHTS {path} (without --r / --resume_path): the optimizer, "
-            "schedule and data order then start anew")
+            "schedule and data order then start anew"
+        )
 
 
 def check_classes(saved: Sequence[str], expected: Sequence[str], path: str, what: str) -> None:
@@ -228,7 +244,8 @@ def check_classes(saved: Sequence[str], expected: Sequence[str], path: str, what
         raise CheckpointMismatchError(
             f"{path} was trained on {len(saved)} classes {list(saved)}, but {what} has "
             f"{len(expected)} classes {list(expected)}: use a checkpoint of the same classes "
-            "(same names, same order)")
+            "(same names, same order)"
+        )
 
 
 def load_weights(model: torch.nn.Module, path: str, classes: Sequence[str]) -> None:
@@ -256,7 +273,8 @@ def load_model_state(model: torch.nn.Module, state: Dict[str, object], path: str
     except RuntimeError as err:
         raise CheckpointMismatchError(
             f"{path}: its weights do not fit this model (another NET, backbone width, pooling "
-            f"or class count?): {err}") from err
+            f"or class count?): {err}"
+        ) from err
 
 
 def _fsync_directory(directory: str) -> None:
@@ -290,10 +308,12 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"checkpoint {path} was refused by weights-only loading: it holds objects other "
-            f"than tensors, numbers, strings and containers ({e})") from e
+            f"than tensors, numbers, strings and containers ({e})"
+        ) from e
     except (RuntimeError, OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"checkpoint {path} is truncated, corrupt or unreadable "
-                              f"({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"checkpoint {path} is truncated, corrupt or unreadable ({type(e).__name__}: {e})"
+        ) from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, not a dict")
     return upgrade_checkpoint(state, path)
@@ -319,7 +339,8 @@ def upgrade_checkpoint(state: dict, path: PathLike) -> dict:
         raise CheckpointError(
             f"checkpoint {os.fspath(path)} has format version {version!r} (written by fasterrcnn "
             f"{state.get(LIBRARY_KEY, 'unknown')}); this fasterrcnn {__version__} reads format "
-            f"versions 0 to {CHECKPOINT_FORMAT}: load it with a newer fasterrcnn")
+            f"versions 0 to {CHECKPOINT_FORMAT}: load it with a newer fasterrcnn"
+        )
     return state
 
 

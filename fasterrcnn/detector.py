@@ -38,24 +38,27 @@ class Detector:
         classes: class names, index 0 the background.
     """
 
-    def __init__(self, model: FasterRCNN, cfg: Config, classes: Sequence[str],
-                 device: str = "cpu"):
+    def __init__(self, model: FasterRCNN, cfg: Config, classes: Sequence[str], device: str = "cpu"):
         self.model = model.to(device).eval()
         self.cfg = cfg
         self.classes = list(classes)
         self.device = device
 
     @classmethod
-    def from_checkpoint(cls, path: str, device: str = "cpu",
-                        overrides: Sequence[Any] = ()) -> Detector:
+    def from_checkpoint(
+        cls, path: str, device: str = "cpu", overrides: Sequence[Any] = ()
+    ) -> Detector:
         """Load a checkpoint written by tools/trainval_net.py (weights-only loading)."""
         model, cfg, classes = load_model_from_checkpoint(path, device, overrides)
         return cls(model, cfg, classes, device)
 
     @torch.no_grad()
-    def predict(self, images: Union[ImageInput, List[ImageInput]],
-                score_thresh: Optional[float] = None, detections_per_img: Optional[int] = None
-                ) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+    def predict(
+        self,
+        images: Union[ImageInput, List[ImageInput]],
+        score_thresh: Optional[float] = None,
+        detections_per_img: Optional[int] = None,
+    ) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
         """Detect objects in one image or a list of them.
 
         Each image is its own call of the model, so a result does not depend on the other
@@ -75,8 +78,9 @@ class Detector:
         """
         many = isinstance(images, list)
         results = [
-            self._to_numpy(detect(self.model, [to_bgr_array(image)], score_thresh,
-                                  detections_per_img)[0])
+            self._to_numpy(
+                detect(self.model, [to_bgr_array(image)], score_thresh, detections_per_img)[0]
+            )
             for image in (images if many else [images])
         ]
         return results if many else results[0]
@@ -111,5 +115,7 @@ def to_bgr_array(image: ImageInput) -> np.ndarray:
     if hasattr(image, "convert") and hasattr(image, "size"):
         rgb = np.asarray(image.convert("RGB"))
         return np.ascontiguousarray(rgb[:, :, ::-1])
-    raise TypeError(f"unsupported image type {type(image).__name__}: "
-                    "give a path, a BGR numpy array or a PIL image")
+    raise TypeError(
+        f"unsupported image type {type(image).__name__}: "
+        "give a path, a BGR numpy array or a PIL image"
+    )

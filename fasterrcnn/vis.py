@@ -31,8 +31,9 @@ def _to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
-def _label_name(k: int, label: int, names: Optional[Sequence[str]],
-                class_names: Optional[Sequence[str]]) -> str:
+def _label_name(
+    k: int, label: int, names: Optional[Sequence[str]], class_names: Optional[Sequence[str]]
+) -> str:
     if names is not None:
         return str(names[k])
     if class_names is not None and 0 <= label < len(class_names):
@@ -61,17 +62,25 @@ def draw_detections(
     Returns:
         A new (H,W,3) uint8 image with the detections drawn, the colour fixed by the label.
     """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-            or image.shape[2] != 3:
+    if (
+        not isinstance(image, np.ndarray)
+        or image.dtype != np.uint8
+        or image.ndim != 3
+        or image.shape[2] != 3
+    ):
         raise ValueError("image must be an (H,W,3) uint8 numpy array")
     boxes = _to_numpy(detections["boxes"]).astype(np.float64).reshape(-1, 4)
     has_scores = detections.get("scores") is not None
-    scores = _to_numpy(detections["scores"]).astype(np.float64).reshape(-1) if has_scores \
+    scores = (
+        _to_numpy(detections["scores"]).astype(np.float64).reshape(-1)
+        if has_scores
         else np.ones(len(boxes))
+    )
     labels = _to_numpy(detections["labels"]).astype(np.int64).reshape(-1)
     if not (len(boxes) == len(scores) == len(labels)):
-        raise ValueError(f"boxes, scores and labels differ in length: "
-                         f"{len(boxes)}, {len(scores)}, {len(labels)}")
+        raise ValueError(
+            f"boxes, scores and labels differ in length: {len(boxes)}, {len(scores)}, {len(labels)}"
+        )
     names = detections.get("names")
     if names is not None and len(names) != len(boxes):
         raise ValueError(f"'names' has {len(names)} entries for {len(boxes)} boxes")
@@ -94,6 +103,14 @@ def draw_detections(
         (tw, th), baseline = cv2.getTextSize(text, _FONT, _FONT_SCALE, _TEXT_THICKNESS)
         top = y1 - th - baseline if y1 - th - baseline >= 0 else y1
         cv2.rectangle(out, (x1, top), (x1 + tw, top + th + baseline), color, cv2.FILLED)
-        cv2.putText(out, text, (x1, top + th), _FONT, _FONT_SCALE, (255, 255, 255),
-                    _TEXT_THICKNESS, cv2.LINE_AA)
+        cv2.putText(
+            out,
+            text,
+            (x1, top + th),
+            _FONT,
+            _FONT_SCALE,
+            (255, 255, 255),
+            _TEXT_THICKNESS,
+            cv2.LINE_AA,
+        )
     return out

@@ -22,15 +22,24 @@ from fasterrcnn.model import build_model
 
 NUM_CLASSES = 3
 TINY = TINY_MODEL + [
-    "NET", "res18",
-    "BACKBONE.NORM", "gn",
-    "BACKBONE.STYLE", "pytorch",
-    "RESNET.FIXED_BLOCKS", "0",
-    "PIXEL_STDS", "[57.4, 57.1, 58.4]",
-    "TRAIN.LEARNING_RATE", "0.01",
-    "TRAIN.WARMUP_ITERS", "0",
-    "TRAIN.MAX_ITERS", "4",
-    "TRAIN.DISPLAY", "1",
+    "NET",
+    "res18",
+    "BACKBONE.NORM",
+    "gn",
+    "BACKBONE.STYLE",
+    "pytorch",
+    "RESNET.FIXED_BLOCKS",
+    "0",
+    "PIXEL_STDS",
+    "[57.4, 57.1, 58.4]",
+    "TRAIN.LEARNING_RATE",
+    "0.01",
+    "TRAIN.WARMUP_ITERS",
+    "0",
+    "TRAIN.MAX_ITERS",
+    "4",
+    "TRAIN.DISPLAY",
+    "1",
 ]
 LOSSES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
@@ -77,12 +86,15 @@ class DtypeRecorder:
     def _inputs(self, name):
         def hook(module, args):
             self.seen.setdefault(name, []).extend(
-                a.dtype for a in args if torch.is_tensor(a) and a.is_floating_point())
+                a.dtype for a in args if torch.is_tensor(a) and a.is_floating_point()
+            )
+
         return hook
 
     def _output(self, name):
         def hook(module, args, out):
             self.seen.setdefault(name, []).append(out.dtype)
+
         return hook
 
     def remove(self) -> None:
@@ -98,8 +110,7 @@ def test_autocast_losses_are_float32_and_ops_get_float32():
         losses = model(*batch())
     recorder.remove()
     assert recorder.seen["base_out"] == [torch.bfloat16]  # autocast is really on
-    for name in ("proposal_in", "anchor_target_in", "proposal_target_in", "pool_in",
-                 "pool_out"):
+    for name in ("proposal_in", "anchor_target_in", "proposal_target_in", "pool_in", "pool_out"):
         assert recorder.seen[name] and set(recorder.seen[name]) == {torch.float32}, name
     assert set(losses) == set(LOSSES)
     for name, value in losses.items():
@@ -107,8 +118,9 @@ def test_autocast_losses_are_float32_and_ops_get_float32():
         assert math.isfinite(value.item()), name
     sum(losses.values()).backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
-               for g in grads)
+    assert all(
+        g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads
+    )
 
 
 def test_autocast_losses_close_to_float32():
@@ -143,10 +155,17 @@ def test_trainer_amp_trains_with_finite_float32_losses(tmp_path):
     model = tiny_model()
     recorder = DtypeRecorder(model)
     batches = [batch(seed) for seed in range(4)]
-    options = TrainOptions(save_dir=str(tmp_path), device="cpu", disp_interval=1, amp="bf16",
-                           progress=False)
-    trainer = Trainer(cfg, model, lambda epoch, start: batches[start:], len(batches),
-                      ("__background__", "a", "b"), options)
+    options = TrainOptions(
+        save_dir=str(tmp_path), device="cpu", disp_interval=1, amp="bf16", progress=False
+    )
+    trainer = Trainer(
+        cfg,
+        model,
+        lambda epoch, start: batches[start:],
+        len(batches),
+        ("__background__", "a", "b"),
+        options,
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     records = []
     trainer.log.listeners.append(lambda step, record: records.append((step, record)))
@@ -159,8 +178,11 @@ def test_trainer_amp_trains_with_finite_float32_losses(tmp_path):
     for _, record in records:
         for name in LOSSES + ("loss",):
             assert math.isfinite(record[name]), record
-    changed = [k for k, v in model.state_dict().items()
-               if v.is_floating_point() and not torch.equal(v, before[k])]
+    changed = [
+        k
+        for k, v in model.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
     assert changed
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
@@ -168,17 +190,50 @@ def test_trainer_amp_trains_with_finite_float32_losses(tmp_path):
 def test_trainval_net_amp_flag_runs_on_cpu(tmp_path):
     from fasterrcnn.commands import train as trainval_net
 
-    argv = ["--dataset", "shapes", "--quiet", "--device", "cpu", "--amp", "--bs", "2",
-            "--max_iters", "2", "--save_dir", str(tmp_path / "models"),
-            "--set", "DATA_DIR", str(tmp_path / "data"),
-            "DATASET.SHAPES_NUM_TRAIN", "4", "DATASET.SHAPES_NUM_TEST", "2",
-            "TRAIN.SCALES", "[96]", "TRAIN.MAX_SIZE", "160",
-            "BACKBONE.WIDTH_MULT", "0.125", "RPN_CHANNELS", "16", "TRAIN.BATCH_SIZE", "16",
-            "TRAIN.RPN_PRE_NMS_TOP_N", "200", "TRAIN.RPN_POST_NMS_TOP_N", "40",
-            "TRAIN.NONFINITE_POLICY", "stop"]
+    argv = [
+        "--dataset",
+        "shapes",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--amp",
+        "--bs",
+        "2",
+        "--max_iters",
+        "2",
+        "--save_dir",
+        str(tmp_path / "models"),
+        "--set",
+        "DATA_DIR",
+        str(tmp_path / "data"),
+        "DATASET.SHAPES_NUM_TRAIN",
+        "4",
+        "DATASET.SHAPES_NUM_TEST",
+        "2",
+        "TRAIN.SCALES",
+        "[96]",
+        "TRAIN.MAX_SIZE",
+        "160",
+        "BACKBONE.WIDTH_MULT",
+        "0.125",
+        "RPN_CHANNELS",
+        "16",
+        "TRAIN.BATCH_SIZE",
+        "16",
+        "TRAIN.RPN_PRE_NMS_TOP_N",
+        "200",
+        "TRAIN.RPN_POST_NMS_TOP_N",
+        "40",
+        "TRAIN.NONFINITE_POLICY",
+        "stop",
+    ]
     assert trainval_net.main(argv) == 0
-    saved = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "models")
-             for f in files if f.endswith(".pth")]
+    saved = [
+        os.path.join(root, f)
+        for root, _, files in os.walk(tmp_path / "models")
+        for f in files
+        if f.endswith(".pth")
+    ]
     assert saved
     ckpt = torch.load(saved[0], map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2

@@ -22,7 +22,10 @@ def _state(value=1.0):
     return {
         "model": {"conv.weight": torch.full((2, 3), value), "conv.bias": torch.arange(2.0)},
         "optimizer": {"state": {}, "param_groups": [{"lr": 0.001, "params": [0, 1]}]},
-        "epoch": 3, "iteration": 120, "session": 1, "pooling_mode": "align",
+        "epoch": 3,
+        "iteration": 120,
+        "session": 1,
+        "pooling_mode": "align",
         "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
     }
 
@@ -51,8 +54,9 @@ def test_round_trip_and_naming(tmp_path):
     assert os.listdir(tmp_path / "sub") == [path.name]
     restored = torch.Generator()
     restored.set_state(loaded["rng"]["generator"])
-    assert torch.equal(torch.rand(3, generator=restored),
-                       torch.rand(3, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(
+        torch.rand(3, generator=restored), torch.rand(3, generator=torch.Generator().manual_seed(7))
+    )
 
 
 def test_interrupted_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
@@ -145,12 +149,21 @@ def test_unknown_format_version_names_both_versions(tmp_path):
 
 def test_unversioned_checkpoint_loads_without_the_removed_config_keys(tmp_path):
     path = tmp_path / "old.pth"
-    config = {"EXP_DIR": "shapes", "NET": "res18",
-              "TRAIN": {"BBOX_REG": True, "BBOX_NORMALIZE_TARGETS": True, "MAX_ITERS": 5}}
+    config = {
+        "EXP_DIR": "shapes",
+        "NET": "res18",
+        "TRAIN": {"BBOX_REG": True, "BBOX_NORMALIZE_TARGETS": True, "MAX_ITERS": 5},
+    }
     torch.save({**_state(), "config": config}, path)
     loaded = load_checkpoint(path)
     assert loaded["format_version"] == 1 and loaded["fasterrcnn_version"] == "0.1"
     assert loaded["config"] == {"NET": "res18", "TRAIN": {"MAX_ITERS": 5}}
     assert "EXP_DIR" in config and "BBOX_REG" in config["TRAIN"]  # the caller's dict unchanged
-    _assert_same({k: v for k, v in loaded.items() if k not in ("format_version",
-                  "fasterrcnn_version", "config")}, _state())
+    _assert_same(
+        {
+            k: v
+            for k, v in loaded.items()
+            if k not in ("format_version", "fasterrcnn_version", "config")
+        },
+        _state(),
+    )

@@ -43,11 +43,14 @@ def _torch_like_failure(error):
     return failing_save
 
 
-@pytest.mark.parametrize("error,advice", [
-    (OSError(errno.ENOSPC, "No space left on device"), "the disk is full"),
-    (OSError(errno.EFBIG, "File too large"), "larger than this file system allows"),
-    (PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
-])
+@pytest.mark.parametrize(
+    "error,advice",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "the disk is full"),
+        (OSError(errno.EFBIG, "File too large"), "larger than this file system allows"),
+        (PermissionError(errno.EACCES, "Permission denied"), "permission denied"),
+    ],
+)
 def test_failed_save_names_the_path_and_the_os_error(tmp_path, monkeypatch, error, advice):
     path = tmp_path / "faster_rcnn_1_1_5.pth"
     save_checkpoint(_state(1.0), path)
@@ -67,8 +70,11 @@ def test_unwritable_directory_is_a_save_error(tmp_path, monkeypatch):
         raise PermissionError(errno.EACCES, "Permission denied", kwargs.get("dir"))
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)
-    with pytest.raises(CheckpointSaveError, match=r"cannot save checkpoint .*x\.pth: "
-                                                  r"Permission denied \(permission denied"):
+    with pytest.raises(
+        CheckpointSaveError,
+        match=r"cannot save checkpoint .*x\.pth: "
+        r"Permission denied \(permission denied",
+    ):
         save_checkpoint(_state(), tmp_path / "x.pth")
 
 
@@ -80,8 +86,16 @@ def _age(path, seconds):
 def test_only_stale_unlocked_partial_files_are_removed(tmp_path):
     stale = tmp_path / f".faster_rcnn_1_1_4.pth.k3j_x9a2{PARTIAL_SUFFIX}"
     fresh = tmp_path / f".faster_rcnn_1_1_6.pth.q8w2e7r1{PARTIAL_SUFFIX}"
-    users = [tmp_path / n for n in ("notes.tmp", ".x.pth.abc.tmp", f".notes{PARTIAL_SUFFIX}",
-                                    f"model{PARTIAL_SUFFIX}", "faster_rcnn_1_1_2.pth")]
+    users = [
+        tmp_path / n
+        for n in (
+            "notes.tmp",
+            ".x.pth.abc.tmp",
+            f".notes{PARTIAL_SUFFIX}",
+            f"model{PARTIAL_SUFFIX}",
+            "faster_rcnn_1_1_2.pth",
+        )
+    ]
     for path in [stale, fresh] + users:
         path.write_bytes(b"partial")
         _age(path, 3600)
@@ -93,8 +107,9 @@ def test_only_stale_unlocked_partial_files_are_removed(tmp_path):
     assert not fresh.exists() and all(p.exists() for p in users)
 
 
-def test_partial_file_of_a_killed_save_is_removed_only_once_its_writer_is_dead(tmp_path,
-                                                                              monkeypatch):
+def test_partial_file_of_a_killed_save_is_removed_only_once_its_writer_is_dead(
+    tmp_path, monkeypatch
+):
     ready_r, ready_w = os.pipe()
 
     def slow_save(obj, f, *args, **kwargs):
@@ -135,10 +150,26 @@ def run_checkpoint(tmp_path_factory, tiny_data_dir):
 
     from fasterrcnn.config import load_config
 
-    cfg = load_config(None, tiny_overrides(tiny_data_dir) + [
-        "NET", "res18", "BACKBONE.NORM", "bn", "BACKBONE.STYLE", "pytorch",
-        "RESNET.FIXED_BLOCKS", 0, "DATASET.TRAIN", "shapes_train", "DATASET.TEST", "shapes_test",
-        "TRAIN.MAX_ITERS", 1])
+    cfg = load_config(
+        None,
+        tiny_overrides(tiny_data_dir)
+        + [
+            "NET",
+            "res18",
+            "BACKBONE.NORM",
+            "bn",
+            "BACKBONE.STYLE",
+            "pytorch",
+            "RESNET.FIXED_BLOCKS",
+            0,
+            "DATASET.TRAIN",
+            "shapes_train",
+            "DATASET.TEST",
+            "shapes_test",
+            "TRAIN.MAX_ITERS",
+            1,
+        ],
+    )
     out = tmp_path_factory.mktemp("run")
     path = build_training_run(cfg, output_dir=str(out), progress=False).train()
     return cfg, path
@@ -150,8 +181,7 @@ def test_resume_from_weights_only_says_how_to_start_from_them(run_checkpoint, tm
     weights_only = str(tmp_path / "weights.pth")
     save_checkpoint({k: full[k] for k in ("model", "config", "classes")}, weights_only)
     with pytest.raises(CheckpointMismatchError) as info:
-        build_training_run(cfg, output_dir=str(tmp_path / "a"), progress=False,
-                           resume=weights_only)
+        build_training_run(cfg, output_dir=str(tmp_path / "a"), progress=False, resume=weights_only)
     message = str(info.value)
     assert weights_only in message and "no training state (no optimizer, scheduler" in message
     assert f"TRAIN.INIT_WEIGHTS {weights_only}" in message
@@ -159,8 +189,11 @@ def test_resume_from_weights_only_says_how_to_start_from_them(run_checkpoint, tm
     left = tmp_path / "b" / f".faster_rcnn_1_1_3.pth.abcd1234{PARTIAL_SUFFIX}"
     left.write_bytes(b"partial")
     _age(left, 3600)
-    fresh = build_training_run(apply_overrides(cfg, ["TRAIN.INIT_WEIGHTS", weights_only]),
-                               output_dir=str(tmp_path / "b"), progress=False)
+    fresh = build_training_run(
+        apply_overrides(cfg, ["TRAIN.INIT_WEIGHTS", weights_only]),
+        output_dir=str(tmp_path / "b"),
+        progress=False,
+    )
     assert not left.exists()  # removed at the start of the run
     for key, value in full["model"].items():
         assert torch.equal(fresh.model.state_dict()[key], value), key
@@ -180,20 +213,24 @@ def test_resume_and_test_with_other_classes_name_both_lists(run_checkpoint, tmp_
     other_path = str(tmp_path / "other.pth")
     save_checkpoint(other, other_path)
     with pytest.raises(CheckpointMismatchError) as info:
-        build_training_run(cfg, output_dir=str(tmp_path / "a"), progress=False,
-                           resume=other_path)
+        build_training_run(cfg, output_dir=str(tmp_path / "a"), progress=False, resume=other_path)
     message = str(info.value)
     assert other_path in message and "'cat', 'dog'" in message and "'circle'" in message
-    with pytest.raises(CheckpointMismatchError, match=r"other\.pth was trained on 6 classes "
-                                                      r".*'cat'.* the test set shapes_test has "
-                                                      r"6 classes .*'circle'"):
-        test_net.main(["--checkpoint_path", other_path, "--output_dir", str(tmp_path / "t"),
-                       "--quiet"])
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"other\.pth was trained on 6 classes "
+        r".*'cat'.* the test set shapes_test has "
+        r"6 classes .*'circle'",
+    ):
+        test_net.main(
+            ["--checkpoint_path", other_path, "--output_dir", str(tmp_path / "t"), "--quiet"]
+        )
     other["classes"] = other["classes"][:3]  # fewer classes than the weights: no size mismatch
-    save_checkpoint(other, other_path)        # from PyTorch, but the file and the cause
+    save_checkpoint(other, other_path)  # from PyTorch, but the file and the cause
     with pytest.raises(CheckpointMismatchError, match=r"other\.pth: its weights do not fit"):
-        test_net.main(["--checkpoint_path", other_path, "--output_dir", str(tmp_path / "t"),
-                       "--quiet"])
+        test_net.main(
+            ["--checkpoint_path", other_path, "--output_dir", str(tmp_path / "t"), "--quiet"]
+        )
 
 
 def test_os_error_without_errno_reads_cleanly(tmp_path, monkeypatch):

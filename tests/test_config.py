@@ -28,8 +28,11 @@ def test_defaults_are_the_reference_numbers():
     assert (train.BG_THRESH_HI, train.BG_THRESH_LO) == (0.5, 0.1)
     assert (train.RPN_POSITIVE_OVERLAP, train.RPN_NEGATIVE_OVERLAP) == (0.7, 0.3)
     assert (train.RPN_FG_FRACTION, train.RPN_BATCHSIZE, train.RPN_NMS_THRESH) == (0.5, 256, 0.7)
-    assert (train.RPN_PRE_NMS_TOP_N, train.RPN_POST_NMS_TOP_N, train.RPN_MIN_SIZE) == (12000, 2000,
-                                                                                       8)
+    assert (train.RPN_PRE_NMS_TOP_N, train.RPN_POST_NMS_TOP_N, train.RPN_MIN_SIZE) == (
+        12000,
+        2000,
+        8,
+    )
     assert not train.RPN_CLOBBER_POSITIVES and train.BBOX_NORMALIZE_TARGETS_PRECOMPUTED
     assert train.BBOX_NORMALIZE_STDS == (0.1, 0.1, 0.2, 0.2)
     assert train.BBOX_NORMALIZE_MEANS == (0.0, 0.0, 0.0, 0.0)
@@ -57,8 +60,19 @@ def test_yaml_merges_over_defaults_and_base_chain(tmp_path):
 def test_overrides_apply_last_and_parse_types(tmp_path):
     path = tmp_path / "c.yml"
     path.write_text("TRAIN:\n  LEARNING_RATE: 0.01\n")
-    cfg = load_config(str(path), ["TRAIN.LEARNING_RATE", "0.5", "TRAIN.SCALES", "[256, 320]",
-                                  "CLASS_AGNOSTIC", "true", "TEST.NMS", "1"])
+    cfg = load_config(
+        str(path),
+        [
+            "TRAIN.LEARNING_RATE",
+            "0.5",
+            "TRAIN.SCALES",
+            "[256, 320]",
+            "CLASS_AGNOSTIC",
+            "true",
+            "TEST.NMS",
+            "1",
+        ],
+    )
     assert cfg.TRAIN.LEARNING_RATE == 0.5
     assert cfg.TRAIN.SCALES == (256, 320)
     assert cfg.CLASS_AGNOSTIC is True
@@ -74,13 +88,16 @@ def test_unknown_key_names_key_and_file(tmp_path):
         load_config(None, ["NOPE", "1"])
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("TRAIN.RPN_BATCHSIZE", "0.5", "expects an integer"),
-    ("TRAIN.USE_FLIPPED", "1", "expects true or false"),
-    ("TRAIN.SCALES", "[a]", "expects an integer"),
-    ("POOLING_MODE", "roi", "must be one of"),
-    ("NET", "7", "expects a string"),
-])
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("TRAIN.RPN_BATCHSIZE", "0.5", "expects an integer"),
+        ("TRAIN.USE_FLIPPED", "1", "expects true or false"),
+        ("TRAIN.SCALES", "[a]", "expects an integer"),
+        ("POOLING_MODE", "roi", "must be one of"),
+        ("NET", "7", "expects a string"),
+    ],
+)
 def test_wrong_type_names_the_key(key, value, message):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*" + message):
         load_config(None, [key, value])
@@ -103,8 +120,13 @@ def test_config_is_immutable_and_round_trips():
     assert "NET: res18" in dump_config(cfg)
 
 
-SHIPPED_NETS = {"vgg16": "vgg16", "res50": "res50", "res101": "res101", "res101_ls": "res101",
-                "shapes": "res18"}
+SHIPPED_NETS = {
+    "vgg16": "vgg16",
+    "res50": "res50",
+    "res101": "res101",
+    "res101_ls": "res101",
+    "shapes": "res18",
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_NETS))
@@ -141,10 +163,17 @@ def test_removed_keys_are_unknown():
             load_config(None, [key, "true"])
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("1e-3", 0.001), ("5e-4", 0.0005), (".001", 0.001), ("1_000", 1000.0), ("1E-2", 0.01),
-    ("2", 2.0),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("1e-3", 0.001),
+        ("5e-4", 0.0005),
+        (".001", 0.001),
+        ("1_000", 1000.0),
+        ("1E-2", 0.01),
+        ("2", 2.0),
+    ],
+)
 def test_numbers_parse_as_users_write_them(tmp_path, text, expected):
     from_set = load_config(None, ["TRAIN.LEARNING_RATE", text])
     path = tmp_path / "lr.yml"

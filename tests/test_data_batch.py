@@ -25,9 +25,15 @@ def ramp_image(path, height, width):
 
 def entry(path, width, height, boxes, classes=None, flipped=False):
     boxes = np.array(boxes, np.float32).reshape(-1, 4)
-    return dict(image=str(path), width=width, height=height, boxes=boxes, flipped=flipped,
-                gt_classes=np.array(classes if classes is not None else [1] * len(boxes)),
-                difficult=np.zeros(len(boxes), bool))
+    return dict(
+        image=str(path),
+        width=width,
+        height=height,
+        boxes=boxes,
+        flipped=flipped,
+        gt_classes=np.array(classes if classes is not None else [1] * len(boxes)),
+        difficult=np.zeros(len(boxes), bool),
+    )
 
 
 def dataset(roidb, cfg, batch_size=1, seed=0):
@@ -60,15 +66,19 @@ def test_scaling_short_side_and_long_side_cap(tmp_path):
 
 def test_pixel_means_and_stds(tmp_path):
     cv2.imwrite(str(tmp_path / "c.png"), np.full((20, 30, 3), (10, 20, 30), np.uint8))
-    cfg = load_config(None, ["TRAIN.SCALES", "[20]", "PIXEL_MEANS", "[1, 2, 3]",
-                             "PIXEL_STDS", "[3, 6, 9]"])
+    cfg = load_config(
+        None, ["TRAIN.SCALES", "[20]", "PIXEL_MEANS", "[1, 2, 3]", "PIXEL_STDS", "[3, 6, 9]"]
+    )
     s = dataset([entry(tmp_path / "c.png", 30, 20, [[1, 1, 5, 5]])], cfg)[0]
     for c, expected in enumerate([(10 - 1) / 3, (20 - 2) / 6, (30 - 3) / 9]):
         np.testing.assert_allclose(s.im_data[c].numpy(), expected, rtol=1e-6)
     default = load_config(None, ["TRAIN.SCALES", "[20]"])
     s = dataset([entry(tmp_path / "c.png", 30, 20, [[1, 1, 5, 5]])], default)[0]
-    np.testing.assert_allclose(s.im_data[:, 0, 0].numpy(),
-                               np.array([10, 20, 30]) - np.array(default.PIXEL_MEANS), rtol=1e-5)
+    np.testing.assert_allclose(
+        s.im_data[:, 0, 0].numpy(),
+        np.array([10, 20, 30]) - np.array(default.PIXEL_MEANS),
+        rtol=1e-5,
+    )
 
 
 def test_flipped_entry_flips_the_image(tmp_path):
@@ -131,16 +141,19 @@ def test_padding_to_group_ratio_and_collate(tmp_path):
     ramp_image(tmp_path / "a.png", 100, 190)
     ramp_image(tmp_path / "b.png", 100, 200)
     cfg = raw_cfg("TRAIN.SCALES", "[100]", "TRAIN.MAX_SIZE", "150")
-    roidb = [entry(tmp_path / "a.png", 190, 100, [[0, 0, 189, 99]]),
-             entry(tmp_path / "b.png", 200, 100, [[0, 0, 199, 99]])]
+    roidb = [
+        entry(tmp_path / "a.png", 190, 100, [[0, 0, 189, 99]]),
+        entry(tmp_path / "b.png", 200, 100, [[0, 0, 199, 99]]),
+    ]
     ds = dataset(roidb, cfg, batch_size=2)  # one group, ratios 1.9 and 2 -> target 2
     a, b = ds[0], ds[1]
     # a: scale 150/190, 100x190 -> 79x150, padded to ratio 2: 79x158
     assert tuple(a.im_data.shape) == (3, 79, 158)
     np.testing.assert_allclose(a.im_info.numpy(), [79, 158, 150 / 190], rtol=1e-6)
     assert a.im_data[:, :, 150:].abs().sum() == 0 and a.im_data[0, :, 149].abs().sum() > 0
-    np.testing.assert_allclose(a.gt_boxes[0, :4].numpy(), np.array([0, 0, 189, 99]) * 150 / 190,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        a.gt_boxes[0, :4].numpy(), np.array([0, 0, 189, 99]) * 150 / 190, rtol=1e-6
+    )
     # b: scale 0.75 -> 75x150, already ratio 2
     assert tuple(b.im_data.shape) == (3, 75, 150)
     batch = collate_batch([a, b])
@@ -148,8 +161,9 @@ def test_padding_to_group_ratio_and_collate(tmp_path):
     assert batch.im_data[1, :, 75:].abs().sum() == 0
     assert batch.im_data[1, :, :, 150:].abs().sum() == 0
     assert torch.equal(batch.im_data[1, :, :75, :150], b.im_data)
-    np.testing.assert_allclose(batch.im_info.numpy(), [[79, 158, 150 / 190], [75, 150, 0.75]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        batch.im_info.numpy(), [[79, 158, 150 / 190], [75, 150, 0.75]], rtol=1e-6
+    )
     assert batch.num_boxes.tolist() == [1, 1] and batch.num_boxes.dtype == torch.int64
     assert batch.image_paths == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
 
@@ -173,11 +187,20 @@ def test_max_num_gt_boxes_truncation_is_logged(tmp_path, caplog):
 def make_loader_roidb(tmp_path):
     rng = np.random.default_rng(0)
     roidb = []
-    for i, (h, w) in enumerate([(40, 60), (60, 40), (50, 50), (30, 90), (45, 70), (70, 30),
-                                (40, 41)]):
+    for i, (h, w) in enumerate(
+        [(40, 60), (60, 40), (50, 50), (30, 90), (45, 70), (70, 30), (40, 41)]
+    ):
         cv2.imwrite(str(tmp_path / f"{i}.png"), rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
-        roidb.append(entry(tmp_path / f"{i}.png", w, h, [[2, 3, w // 2, h // 2]], [1 + i % 3],
-                           flipped=bool(i % 2)))
+        roidb.append(
+            entry(
+                tmp_path / f"{i}.png",
+                w,
+                h,
+                [[2, 3, w // 2, h // 2]],
+                [1 + i % 3],
+                flipped=bool(i % 2),
+            )
+        )
     return roidb
 
 
@@ -187,8 +210,9 @@ def test_loader_workers_give_the_same_batches(tmp_path):
     ratio_list, ratio_index = rank_roidb_ratio(roidb, cfg)
 
     def run(workers, epoch):
-        loader = build_train_loader(cfg, roidb, ratio_list, ratio_index, batch_size=2,
-                                    num_workers=workers, seed=7)
+        loader = build_train_loader(
+            cfg, roidb, ratio_list, ratio_index, batch_size=2, num_workers=workers, seed=7
+        )
         loader.batch_sampler.set_epoch(epoch)
         return list(loader)
 
@@ -207,8 +231,9 @@ def test_loader_workers_give_the_same_batches(tmp_path):
         sizes = []  # the batch's target scale: short side of the unpadded image
         for path, info in zip(batch.image_paths, batch.im_info):
             h, w = cv2.imread(path).shape[:2]
-            sizes.append(round(min(h, w) * float(info[2])) if max(h, w) * float(info[2]) < 79.5
-                         else None)
+            sizes.append(
+                round(min(h, w) * float(info[2])) if max(h, w) * float(info[2]) < 79.5 else None
+            )
         known = {s for s in sizes if s is not None}
         assert len(known) <= 1 and known <= {32, 48}
         targets |= known
@@ -220,8 +245,11 @@ def test_loader_resume_matches_tail(tmp_path):
     cfg = load_config(None, ["TRAIN.SCALES", "[32]", "TRAIN.MAX_SIZE", "80"])
     ratio_list, ratio_index = rank_roidb_ratio(roidb, cfg)
     full = list(build_train_loader(cfg, roidb, ratio_list, ratio_index, 2, 0, seed=1, epoch=1))
-    tail = list(build_train_loader(cfg, roidb, ratio_list, ratio_index, 2, 0, seed=1, epoch=1,
-                                   start_batch=2))
+    tail = list(
+        build_train_loader(
+            cfg, roidb, ratio_list, ratio_index, 2, 0, seed=1, epoch=1, start_batch=2
+        )
+    )
     assert len(tail) == 2
     for x, y in zip(full[2:], tail):
         assert x.image_paths == y.image_paths and torch.equal(x.im_data, y.im_data)
@@ -233,8 +261,9 @@ def test_prepare_test_image():
     im_data, im_info = prepare_test_image(image, cfg)
     assert tuple(im_data.shape) == (1, 3, 600, 800) and im_data.dtype == torch.float32
     np.testing.assert_allclose(im_info.numpy(), [[600, 800, 2]])
-    np.testing.assert_allclose(im_data[0, :, 7, 9].numpy(),
-                               np.array([50, 60, 70]) - np.array(cfg.PIXEL_MEANS), rtol=1e-5)
+    np.testing.assert_allclose(
+        im_data[0, :, 7, 9].numpy(), np.array([50, 60, 70]) - np.array(cfg.PIXEL_MEANS), rtol=1e-5
+    )
     im_data, im_info = prepare_test_image(np.zeros((100, 500, 3), np.uint8), cfg)
     assert tuple(im_data.shape) == (1, 3, 200, 1000)  # 600/100 = 6 -> 3000 > 1000: scale 2
     assert math.isclose(float(im_info[0, 2]), 2.0)

@@ -39,14 +39,24 @@ def labelme_coco(tmp_path):
     image(tmp_path / "export" / "JPEGImages" / "a.jpg", 100, 80)
     image(tmp_path / "export" / "JPEGImages" / "b.jpg", 60, 50)
     data = {
-        "images": [{"id": "img_a", "file_name": "JPEGImages/a.jpg", "width": 100, "height": 80},
-                   {"id": "img_b", "file_name": "JPEGImages/b.jpg"}],
-        "categories": [{"id": 0, "name": "_background_"}, {"id": 1, "name": "red car"},
-                       {"id": 2, "name": "dog"}],
+        "images": [
+            {"id": "img_a", "file_name": "JPEGImages/a.jpg", "width": 100, "height": 80},
+            {"id": "img_b", "file_name": "JPEGImages/b.jpg"},
+        ],
+        "categories": [
+            {"id": 0, "name": "_background_"},
+            {"id": 1, "name": "red car"},
+            {"id": 2, "name": "dog"},
+        ],
         "annotations": [
             {"id": 10, "image_id": "img_a", "category_id": 1, "bbox": [10, 20, 30, 40]},
-            {"id": 11, "image_id": "img_a", "category_id": 2, "bbox": [0, 0, 100, 80],
-             "iscrowd": 1},
+            {
+                "id": 11,
+                "image_id": "img_a",
+                "category_id": 2,
+                "bbox": [0, 0, 100, 80],
+                "iscrowd": 1,
+            },
             {"id": 12, "image_id": "img_b", "category_id": 2, "bbox": [5.5, 6, 10, 10.5]},
             {"id": 13, "image_id": "img_b", "category_id": 2, "bbox": [1, 2]},
             {"id": 14, "image_id": "nope", "category_id": 2, "bbox": [1, 2, 3, 4]},
@@ -75,13 +85,13 @@ def test_coco_json_quirks(tmp_path, caplog):
     assert (gt[1]["width"], gt[1]["height"]) == (60, 50)  # from the image header
     np.testing.assert_allclose(gt[1]["boxes"], [[5.5, 6, 14.5, 15.5]])
     ann = imdb.annotations()
-    assert ann[0]["gt_classes"].tolist() == [1, 2] and ann[0]["difficult"].tolist() == [False,
-                                                                                         True]
+    assert ann[0]["gt_classes"].tolist() == [1, 2] and ann[0]["difficult"].tolist() == [False, True]
     # COCOeval runs on the normalised set: perfect detections score AP 1
-    all_boxes = [[np.zeros((0, 5), np.float32)] * 2,
-                 [np.array([[10, 20, 39, 59, 0.9]], np.float32), np.zeros((0, 5), np.float32)],
-                 [np.zeros((0, 5), np.float32), np.array([[5.5, 6, 14.5, 15.5, 0.8]],
-                                                         np.float32)]]
+    all_boxes = [
+        [np.zeros((0, 5), np.float32)] * 2,
+        [np.array([[10, 20, 39, 59, 0.9]], np.float32), np.zeros((0, 5), np.float32)],
+        [np.zeros((0, 5), np.float32), np.array([[5.5, 6, 14.5, 15.5, 0.8]], np.float32)],
+    ]
     stats = coco_evaluate(all_boxes, imdb.coco, imdb.image_ids, imdb.label_to_category_id)
     assert stats["AP"] == pytest.approx(1.0)
 
@@ -90,10 +100,20 @@ def test_coco_json_with_checkpoint_classes_and_cvat_layout(tmp_path, caplog):
     """CVAT puts the json in annotations/ and the images in a sibling images/ folder; a test
     file is read with the training classes, a class it lacks gets an empty category."""
     image(tmp_path / "cvat" / "images" / "x.png", 40, 30)
-    data = {"images": [{"id": 5, "file_name": "x.png", "width": 40, "height": 30}],
-            "categories": [{"id": 7, "name": "dog"}],
-            "annotations": [{"id": 1, "image_id": 5, "category_id": 7, "bbox": [1, 1, 10, 10],
-                             "area": 100, "iscrowd": 0}]}
+    data = {
+        "images": [{"id": 5, "file_name": "x.png", "width": 40, "height": 30}],
+        "categories": [{"id": 7, "name": "dog"}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 5,
+                "category_id": 7,
+                "bbox": [1, 1, 10, 10],
+                "area": 100,
+                "iscrowd": 0,
+            }
+        ],
+    }
     os.makedirs(tmp_path / "cvat" / "annotations")
     path = tmp_path / "cvat" / "annotations" / "instances_default.json"
     path.write_text(json.dumps(data))
@@ -112,9 +132,11 @@ def test_coco_json_errors_name_the_file(tmp_path):
     cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(bad))
     with pytest.raises(ValueError, match="bad.json: not valid json"):
         get_imdb("path_train", cfg.DATA_DIR, cfg)
-    bad.write_text(json.dumps({"images": [{"id": 1, "file_name": "a"}, {"id": 1,
-                                                                          "file_name": "b"}],
-                               "categories": []}))
+    bad.write_text(
+        json.dumps(
+            {"images": [{"id": 1, "file_name": "a"}, {"id": 1, "file_name": "b"}], "categories": []}
+        )
+    )
     with pytest.raises(ValueError, match="ids must be unique"):
         get_imdb("path_train", cfg.DATA_DIR, cfg)
 
@@ -126,18 +148,21 @@ def test_csv_quirks(tmp_path, caplog):
     image(tmp_path / "imgs" / "one.jpg", 50, 40)
     image(tmp_path / "imgs" / "sub dir" / "two.jpg", 30, 30)
     image(tmp_path / "imgs" / "empty.jpg", 20, 20)
-    rows = ['path,x1,y1,x2,y2,class',
-            'one.jpg,10,5,30,25,traffic light',
-            '"sub dir/two.jpg",0,0,10,10,"person, adult"',
-            'one.jpg,0,0,60,20,person',  # x2 beyond the 50 px image: clipped
-            'empty.jpg,,,,,',
-            'one.jpg,a,0,5,5,person',
-            'one.jpg,1,2,3',
-            '']
+    rows = [
+        "path,x1,y1,x2,y2,class",
+        "one.jpg,10,5,30,25,traffic light",
+        '"sub dir/two.jpg",0,0,10,10,"person, adult"',
+        "one.jpg,0,0,60,20,person",  # x2 beyond the 50 px image: clipped
+        "empty.jpg,,,,,",
+        "one.jpg,a,0,5,5,person",
+        "one.jpg,1,2,3",
+        "",
+    ]
     csv_path = tmp_path / "labels.csv"
     csv_path.write_bytes("\r\n".join(rows).encode("utf-8"))
-    cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(csv_path), "DATASET.IMAGE_ROOT",
-                  str(tmp_path / "imgs"))
+    cfg = cfg_for(
+        tmp_path, "DATASET.TRAIN_PATH", str(csv_path), "DATASET.IMAGE_ROOT", str(tmp_path / "imgs")
+    )
     with caplog.at_level(logging.WARNING):
         imdb = get_imdb("path_train", cfg.DATA_DIR, cfg)
         gt = imdb.gt_roidb()
@@ -149,8 +174,7 @@ def test_csv_quirks(tmp_path, caplog):
     assert "lies partly outside the 50x40 image: clipped" in caplog.text
     # edges -> 0-based +1 convention: x2 - 1
     np.testing.assert_array_equal(gt[0]["boxes"], [[10, 5, 29, 24], [0, 0, 49, 19]])
-    assert gt[0]["gt_classes"].tolist() == [3, 1] and (gt[0]["width"], gt[0]["height"]) == (50,
-                                                                                            40)
+    assert gt[0]["gt_classes"].tolist() == [3, 1] and (gt[0]["width"], gt[0]["height"]) == (50, 40)
     assert gt[1]["gt_classes"].tolist() == [2]
     assert gt[2]["boxes"].shape == (0, 4) and gt[2]["image"].endswith("empty.jpg")
 
@@ -159,8 +183,13 @@ def test_csv_classes_file_fixes_the_order(tmp_path):
     image(tmp_path / "a.jpg", 20, 20)
     (tmp_path / "l.csv").write_text("a.jpg,1,1,9,9,cat\na.jpg,2,2,12,12,dog\n")
     (tmp_path / "classes.csv").write_text("dog,0\ncat,1\nbird,2\n")
-    cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(tmp_path / "l.csv"),
-                  "DATASET.CLASSES_FILE", str(tmp_path / "classes.csv"))
+    cfg = cfg_for(
+        tmp_path,
+        "DATASET.TRAIN_PATH",
+        str(tmp_path / "l.csv"),
+        "DATASET.CLASSES_FILE",
+        str(tmp_path / "classes.csv"),
+    )
     imdb = get_imdb("path_train", cfg.DATA_DIR, cfg)
     assert imdb.classes == ("__background__", "dog", "cat", "bird")
     assert imdb.gt_roidb()[0]["gt_classes"].tolist() == [2, 1]
@@ -189,8 +218,10 @@ def test_read_class_list_forms(tmp_path):
 
 XML = """<annotation><filename>{file}</filename><size><width>{w}</width><height>{h}</height>
 <depth>3</depth></size>{objects}</annotation>"""
-OBJ = "<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>" \
-      "<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+OBJ = (
+    "<object><name>{n}</name><difficult>0</difficult><bndbox><xmin>{a}</xmin><ymin>{b}</ymin>"
+    "<xmax>{c}</xmax><ymax>{d}</ymax></bndbox></object>"
+)
 
 
 def test_voc_folder_of_xml_next_to_images(tmp_path):
@@ -198,8 +229,11 @@ def test_voc_folder_of_xml_next_to_images(tmp_path):
     folder = tmp_path / "labelimg"
     image(folder / "photo 1.png", 40, 30)
     image(folder / "b.jpg", 40, 30)
-    (folder / "a.xml").write_text(XML.format(file="photo 1.png", w=40, h=30, objects=OBJ.format(
-        n="Stop Sign", a=1, b=1, c=10, d=10)))
+    (folder / "a.xml").write_text(
+        XML.format(
+            file="photo 1.png", w=40, h=30, objects=OBJ.format(n="Stop Sign", a=1, b=1, c=10, d=10)
+        )
+    )
     (folder / "b.xml").write_text(XML.format(file="", w=40, h=30, objects=""))
     cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(folder))
     imdb = get_imdb("path_train", cfg.DATA_DIR, cfg)
@@ -217,20 +251,27 @@ def test_voc_devkit_layout_anywhere_by_image_set(tmp_path):
     for name, cls in (("x", "cat"), ("y", "dog"), ("z", "cat")):
         image(root / "JPEGImages" / f"{name}.jpg", 30, 20)
         os.makedirs(root / "Annotations", exist_ok=True)
-        (root / "Annotations" / f"{name}.xml").write_text(XML.format(
-            file=f"{name}.jpg", w=30, h=20, objects=OBJ.format(n=cls, a=2, b=2, c=8, d=9)))
+        (root / "Annotations" / f"{name}.xml").write_text(
+            XML.format(
+                file=f"{name}.jpg", w=30, h=20, objects=OBJ.format(n=cls, a=2, b=2, c=8, d=9)
+            )
+        )
     os.makedirs(root / "ImageSets" / "Main")
     (root / "ImageSets" / "Main" / "train.txt").write_text("z\nx\n")
     (root / "ImageSets" / "Main" / "test.txt").write_text("y\n")
-    cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(root / "ImageSets" / "Main" / "train.txt"),
-                  "DATASET.TEST_PATH", str(root / "ImageSets" / "Main" / "test.txt"))
+    cfg = cfg_for(
+        tmp_path,
+        "DATASET.TRAIN_PATH",
+        str(root / "ImageSets" / "Main" / "train.txt"),
+        "DATASET.TEST_PATH",
+        str(root / "ImageSets" / "Main" / "test.txt"),
+    )
     train = get_imdb("path_train", cfg.DATA_DIR, cfg)
     test = get_imdb("path_test", cfg.DATA_DIR, cfg)
     assert train.image_index == ["z", "x"] and train.classes == ("__background__", "cat")
     # the test set takes the training classes, so "dog" is unknown there (warned and skipped)
     assert test.classes == train.classes and test.gt_roidb()[0]["boxes"].shape == (0, 4)
-    whole = get_imdb("path_train", cfg.DATA_DIR,
-                     cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(root)))
+    whole = get_imdb("path_train", cfg.DATA_DIR, cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(root)))
     assert whole.image_index == ["x", "y", "z"]
     assert whole.classes == ("__background__", "cat", "dog")
 
@@ -286,12 +327,17 @@ def test_shapes_exports_agree_across_formats(tmp_path):
     for fmt, rel in (("voc", ""), ("coco", "train.json"), ("csv", "train.csv")):
         out = str(tmp_path / fmt)
         export_shapes(out, fmt, {"train": 4, "test": 2}, seed=1)
-        cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", os.path.join(out, rel) if rel else
-                      os.path.join(out, "ImageSets", "Main", "train.txt"))
+        cfg = cfg_for(
+            tmp_path,
+            "DATASET.TRAIN_PATH",
+            os.path.join(out, rel) if rel else os.path.join(out, "ImageSets", "Main", "train.txt"),
+        )
         imdb = get_imdb("path_train", cfg.DATA_DIR, cfg)
         assert imdb.num_images == 4
-        boxes[fmt] = [(e["boxes"].tolist(), [imdb.classes[c] for c in e["gt_classes"]])
-                      for e in imdb.gt_roidb()]
+        boxes[fmt] = [
+            (e["boxes"].tolist(), [imdb.classes[c] for c in e["gt_classes"]])
+            for e in imdb.gt_roidb()
+        ]
         assert os.path.isfile(imdb.image_path_at(3))
     assert boxes["voc"] == boxes["coco"] == boxes["csv"]
     assert sum(len(b) for b, _ in boxes["voc"]) > 4
@@ -302,25 +348,44 @@ def test_path_flags_set_the_dataset_keys():
 
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
-    args = parser.parse_args(["--dataset", "csv", "--train-data", "a.csv", "--test_data", "b.csv",
-                              "--image-root", "imgs", "--classes_file", "c.txt", "--set",
-                              "DATASET.SPLIT_SEED", "5"])
+    args = parser.parse_args(
+        [
+            "--dataset",
+            "csv",
+            "--train-data",
+            "a.csv",
+            "--test_data",
+            "b.csv",
+            "--image-root",
+            "imgs",
+            "--classes_file",
+            "c.txt",
+            "--set",
+            "DATASET.SPLIT_SEED",
+            "5",
+        ]
+    )
     ds = build_config(args).DATASET
     assert (ds.TRAIN, ds.TEST, ds.FORMAT) == ("path_train", "path_test", "csv")
     assert (ds.TRAIN_PATH, ds.TEST_PATH, ds.IMAGE_ROOT) == ("a.csv", "b.csv", "imgs")
     assert (ds.CLASSES_FILE, ds.VAL_FRACTION, ds.SPLIT_SEED) == ("c.txt", 0.0, 5)
-    args = parser.parse_args(["--dataset", "coco_json", "--val-fraction", "0.25", "--format",
-                              "auto"])
+    args = parser.parse_args(
+        ["--dataset", "coco_json", "--val-fraction", "0.25", "--format", "auto"]
+    )
     ds = build_config(args).DATASET
     assert (ds.FORMAT, ds.VAL_FRACTION) == ("auto", 0.25)
 
 
 def test_coco_category_id_zero_with_annotations_is_a_class(tmp_path):
     image(tmp_path / "a.jpg", 50, 40)
-    data = {"images": [{"id": 0, "file_name": "a.jpg", "width": 50, "height": 40}],
-            "categories": [{"id": 0, "name": "cat"}, {"id": 3, "name": "dog"}],
-            "annotations": [{"id": 1, "image_id": 0, "category_id": 0, "bbox": [2, 3, 20, 10]},
-                            {"id": 2, "image_id": 0, "category_id": 3, "bbox": [25, 5, 20, 30]}]}
+    data = {
+        "images": [{"id": 0, "file_name": "a.jpg", "width": 50, "height": 40}],
+        "categories": [{"id": 0, "name": "cat"}, {"id": 3, "name": "dog"}],
+        "annotations": [
+            {"id": 1, "image_id": 0, "category_id": 0, "bbox": [2, 3, 20, 10]},
+            {"id": 2, "image_id": 0, "category_id": 3, "bbox": [25, 5, 20, 30]},
+        ],
+    }
     (tmp_path / "ann.json").write_text(json.dumps(data))
     cfg = cfg_for(tmp_path, "DATASET.TRAIN_PATH", str(tmp_path / "ann.json"))
     imdb = get_imdb("path_train", cfg.DATA_DIR, cfg)
@@ -329,8 +394,10 @@ def test_coco_category_id_zero_with_annotations_is_a_class(tmp_path):
     gt = imdb.gt_roidb()[0]
     np.testing.assert_array_equal(gt["boxes"], [[2, 3, 21, 12], [25, 5, 44, 34]])
     assert gt["gt_classes"].tolist() == [1, 2]
-    all_boxes = [[np.zeros((0, 5), np.float32)],
-                 [np.array([[2, 3, 21, 12, 0.9]], np.float32)],
-                 [np.array([[0, 0, 10, 10, 0.5]], np.float32)]]  # the dog is missed
+    all_boxes = [
+        [np.zeros((0, 5), np.float32)],
+        [np.array([[2, 3, 21, 12, 0.9]], np.float32)],
+        [np.array([[0, 0, 10, 10, 0.5]], np.float32)],
+    ]  # the dog is missed
     stats = coco_evaluate(all_boxes, imdb.coco, imdb.image_ids, imdb.label_to_category_id)
     assert stats["AP"] == pytest.approx(0.5)  # cat AP 1, dog AP 0

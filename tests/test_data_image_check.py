@@ -18,10 +18,10 @@ def image_dir(tmp_path):
     cv2.imwrite(str(tmp_path / "good.jpg"), good)
     cv2.imwrite(str(tmp_path / "good.png"), good)
     data = (tmp_path / "good.jpg").read_bytes()
-    (tmp_path / "cut.jpg").write_bytes(data[:len(data) // 3])  # most rows missing
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 3])  # most rows missing
     (tmp_path / "no_eoi.jpg").write_bytes(data[:-2])
     png = (tmp_path / "good.png").read_bytes()
-    (tmp_path / "cut.png").write_bytes(png[:len(png) // 2])
+    (tmp_path / "cut.png").write_bytes(png[: len(png) // 2])
     (tmp_path / "empty.jpg").write_bytes(b"")
     (tmp_path / "text.jpg").write_bytes(b"not an image at all")
     return tmp_path
@@ -35,11 +35,20 @@ def test_truncated_jpeg_decodes_silently_with_opencv(image_dir):
 
 
 def test_every_bad_file_is_reported_in_order(image_dir):
-    names = ["good.jpg", "cut.jpg", "good.png", "empty.jpg", "text.jpg", "missing.jpg",
-             "no_eoi.jpg", "cut.png"]
+    names = [
+        "good.jpg",
+        "cut.jpg",
+        "good.png",
+        "empty.jpg",
+        "text.jpg",
+        "missing.jpg",
+        "no_eoi.jpg",
+        "cut.png",
+    ]
     problems = check_image_files([str(image_dir / n) for n in names])
-    assert [p.path for p in problems] == [str(image_dir / n) for n in names
-                                          if not n.startswith("good")]
+    assert [p.path for p in problems] == [
+        str(image_dir / n) for n in names if not n.startswith("good")
+    ]
     by_name = {p.path.rsplit("/", 1)[1]: p.problem for p in problems}
     assert "truncated" in by_name["cut.jpg"] and "truncated" in by_name["no_eoi.jpg"]
     assert "truncated" in by_name["cut.png"]
@@ -53,8 +62,11 @@ def test_size_disagreeing_with_the_annotation(image_dir):
     paths = [str(image_dir / "good.jpg"), str(image_dir / "good.png")]
     assert check_image_files(paths, [(120, 90), (120, 90)]) == []
     problems = check_image_files(paths, [(120, 90), (90, 120)])
-    assert problems == [ImageProblem(paths[1], "decoded size is 120x90 (width x height) but "
-                                               "the annotation says 90x120")]
+    assert problems == [
+        ImageProblem(
+            paths[1], "decoded size is 120x90 (width x height) but the annotation says 90x120"
+        )
+    ]
     with pytest.raises(ValueError, match="1 entries for 2 paths"):
         check_image_files(paths, [(120, 90)])
 
@@ -67,8 +79,10 @@ def test_threads_give_the_same_report(image_dir):
 
 
 HEADER = "<annotation><size><width>{w}</width><height>{h}</height></size>"
-BOX = ("<object><name>a</name><difficult>0</difficult><bndbox><xmin>5</xmin><ymin>5</ymin>"
-       "<xmax>40</xmax><ymax>40</ymax></bndbox></object></annotation>")
+BOX = (
+    "<object><name>a</name><difficult>0</difficult><bndbox><xmin>5</xmin><ymin>5</ymin>"
+    "<xmax>40</xmax><ymax>40</ymax></bndbox></object></annotation>"
+)
 
 
 def custom_set(tmp_path, sizes):
@@ -86,17 +100,28 @@ def custom_set(tmp_path, sizes):
 def roidb_cfg(tmp_path, *overrides):
     from fasterrcnn.config import load_config
 
-    return load_config(None, ["DATA_DIR", str(tmp_path), "DATASET.CLASSES", "[a]",
-                              "TRAIN.USE_FLIPPED", "false", *overrides])
+    return load_config(
+        None,
+        [
+            "DATA_DIR",
+            str(tmp_path),
+            "DATASET.CLASSES",
+            "[a]",
+            "TRAIN.USE_FLIPPED",
+            "false",
+            *overrides,
+        ],
+    )
 
 
 def test_training_roidb_stops_with_one_report_naming_every_bad_image(tmp_path, capfd):
     from fasterrcnn.data import BadImagesError, combined_roidb
 
-    images = custom_set(tmp_path, {"ok": (120, 90), "cut": (120, 90), "big": (200, 90),
-                                   "empty": (120, 90)})
+    images = custom_set(
+        tmp_path, {"ok": (120, 90), "cut": (120, 90), "big": (200, 90), "empty": (120, 90)}
+    )
     data = (images / "cut.jpg").read_bytes()
-    (images / "cut.jpg").write_bytes(data[:len(data) // 3])
+    (images / "cut.jpg").write_bytes(data[: len(data) // 3])
     (images / "empty.jpg").write_bytes(b"")
     with pytest.raises(BadImagesError) as info:
         combined_roidb("custom_train", roidb_cfg(tmp_path))
@@ -109,8 +134,9 @@ def test_training_roidb_stops_with_one_report_naming_every_bad_image(tmp_path, c
     assert "Premature end of JPEG" not in capfd.readouterr().err
 
 
-def test_skip_leaves_bad_images_out_and_a_second_build_reads_the_cache(tmp_path, caplog,
-                                                                       monkeypatch):
+def test_skip_leaves_bad_images_out_and_a_second_build_reads_the_cache(
+    tmp_path, caplog, monkeypatch
+):
     import logging
 
     from fasterrcnn.data import cache, combined_roidb

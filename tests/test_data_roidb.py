@@ -13,9 +13,15 @@ from fasterrcnn.data.voc_xml import write_voc_xml
 
 
 def test_flip_hand_case():
-    entry = dict(image="x.jpg", width=100, height=50, flipped=False,
-                 boxes=np.array([[10, 5, 29, 20], [0, 0, 99, 49]], np.float32),
-                 gt_classes=np.array([1, 2]), difficult=np.array([False, False]))
+    entry = dict(
+        image="x.jpg",
+        width=100,
+        height=50,
+        flipped=False,
+        boxes=np.array([[10, 5, 29, 20], [0, 0, 99, 49]], np.float32),
+        gt_classes=np.array([1, 2]),
+        difficult=np.array([False, False]),
+    )
     flipped = flip_entry(entry)
     # x1' = W - x2 - 1 = 100 - 29 - 1 = 70, x2' = 100 - 10 - 1 = 89; the full box maps onto itself
     np.testing.assert_array_equal(flipped["boxes"], [[70, 5, 89, 20], [0, 0, 99, 49]])
@@ -36,17 +42,19 @@ def write_tree(root, images):
 
 
 def make_cfg(tmp_path, *overrides):
-    return load_config(None, ["DATA_DIR", str(tmp_path), "DATASET.CLASSES", "[a, b]",
-                              *overrides])
+    return load_config(None, ["DATA_DIR", str(tmp_path), "DATASET.CLASSES", "[a, b]", *overrides])
 
 
 def test_training_roidb_flips_drops_difficult_and_empty(tmp_path, caplog):
-    write_tree(str(tmp_path / "custom"), {
-        "wide": (300, 100, [("a", [10, 10, 50, 50], False), ("b", [60, 10, 90, 40], True)]),
-        "onlyhard": (100, 100, [("a", [10, 10, 50, 50], True)]),
-        "empty": (100, 100, []),
-        "tall": (40, 100, [("b", [0, 0, 39, 99], False)]),
-    })
+    write_tree(
+        str(tmp_path / "custom"),
+        {
+            "wide": (300, 100, [("a", [10, 10, 50, 50], False), ("b", [60, 10, 90, 40], True)]),
+            "onlyhard": (100, 100, [("a", [10, 10, 50, 50], True)]),
+            "empty": (100, 100, []),
+            "tall": (40, 100, [("b", [0, 0, 39, 99], False)]),
+        },
+    )
     cfg = make_cfg(tmp_path)
     with caplog.at_level(logging.INFO):
         imdb, roidb, ratio_list, ratio_index = combined_roidb("custom_train", cfg)
@@ -82,8 +90,13 @@ def test_ratio_clamp_and_stable_sort():
 
 
 def test_missing_image_left_out_with_warning(tmp_path, caplog):
-    write_tree(str(tmp_path / "custom"), {"ok": (50, 50, [("a", [1, 1, 20, 20], False)]),
-                                          "gone": (50, 50, [("a", [1, 1, 20, 20], False)])})
+    write_tree(
+        str(tmp_path / "custom"),
+        {
+            "ok": (50, 50, [("a", [1, 1, 20, 20], False)]),
+            "gone": (50, 50, [("a", [1, 1, 20, 20], False)]),
+        },
+    )
     os.remove(tmp_path / "custom" / "JPEGImages" / "gone.jpg")
     with caplog.at_level(logging.WARNING):
         _, roidb, _, _ = combined_roidb("custom_train", make_cfg(tmp_path))

@@ -62,8 +62,10 @@ def test_start_batch_resume_equals_tail():
 
 @pytest.mark.parametrize("n,bs,world", [(24, 2, 3), (25, 2, 4), (3, 1, 5)])
 def test_rank_shards_disjoint_and_covering(n, bs, world):
-    shards = [positions(AspectRatioBatchSampler(n, bs, seed=9, rank=r, world_size=world))
-              for r in range(world)]
+    shards = [
+        positions(AspectRatioBatchSampler(n, bs, seed=9, rank=r, world_size=world))
+        for r in range(world)
+    ]
     assert len({len(s) for s in shards}) == 1  # every rank runs the same number of steps
     groups = -(-n // bs)
     all_batches = [tuple(b) for s in shards for b in s]

@@ -49,8 +49,8 @@ def test_boxes_tight_around_visible_pixels():
             # nothing of the object outside the box ...
             assert xs.min() >= x1 and xs.max() <= x2 and ys.min() >= y1 and ys.max() <= y2
             # ... and each border row/column of the box holds object pixels
-            assert mask[y1, x1:x2 + 1].any() and mask[y2, x1:x2 + 1].any()
-            assert mask[y1:y2 + 1, x1].any() and mask[y1:y2 + 1, x2].any()
+            assert mask[y1, x1 : x2 + 1].any() and mask[y2, x1 : x2 + 1].any()
+            assert mask[y1 : y2 + 1, x1].any() and mask[y1 : y2 + 1, x2].any()
             # the owned pixels carry the object's colour
             assert (image[mask] == obj["color"]).all()
             sizes.append(max(x2 - x1 + 1, y2 - y1 + 1))
@@ -64,7 +64,7 @@ def test_overlaps_happen_but_objects_stay_mostly_visible():
         _, owner, objects = render_image(np.random.default_rng([5, i]))
         for k, obj in enumerate(objects):
             x1, y1, x2, y2 = obj["box"]
-            inside = owner[y1:y2 + 1, x1:x2 + 1]
+            inside = owner[y1 : y2 + 1, x1 : x2 + 1]
             if (inside > k).any():
                 overlapping += 1
             # the visible part still fills a good share of its box
@@ -73,8 +73,17 @@ def test_overlaps_happen_but_objects_stay_mostly_visible():
 
 
 def test_readable_by_voc_classes_and_parser(tmp_path):
-    cfg = load_config(None, ["DATASET.SHAPES_NUM_TRAIN", "5", "DATASET.SHAPES_NUM_TEST", "3",
-                             "DATASET.SHAPES_SEED", "2"])
+    cfg = load_config(
+        None,
+        [
+            "DATASET.SHAPES_NUM_TRAIN",
+            "5",
+            "DATASET.SHAPES_NUM_TEST",
+            "3",
+            "DATASET.SHAPES_SEED",
+            "2",
+        ],
+    )
     imdb = get_imdb("shapes_train", str(tmp_path), cfg)
     assert isinstance(imdb, ShapesDataset) and isinstance(imdb, VocLayoutImdb)
     assert imdb.classes == ("__background__",) + SHAPE_CLASSES
@@ -87,8 +96,9 @@ def test_readable_by_voc_classes_and_parser(tmp_path):
         np.testing.assert_array_equal(e["boxes"], [o["box"] for o in objects])
         assert [SHAPE_CLASSES[c - 1] for c in e["gt_classes"]] == [o["name"] for o in objects]
         issues = IssueLog("t")
-        parsed = parse_voc_xml(str(root / "Annotations" / f"train_{i:06d}.xml"),
-                               imdb.class_to_index, issues)
+        parsed = parse_voc_xml(
+            str(root / "Annotations" / f"train_{i:06d}.xml"), imdb.class_to_index, issues
+        )
         assert issues.count == 0
         np.testing.assert_array_equal(parsed["boxes"], e["boxes"])
         np.testing.assert_array_equal(generic.gt_roidb()[i]["boxes"], e["boxes"])

@@ -32,8 +32,20 @@ def trained(tmp_path_factory):
     ensure_shapes(data_dir, num_train=12, num_test=NUM_TEST, seed=0)
     overrides = tiny_overrides(data_dir) + ["DATASET.SHAPES_NUM_TEST", NUM_TEST]
     save_dir = tmp_path_factory.mktemp("models")
-    argv = ["--dataset", "shapes", "--save_dir", str(save_dir), "--epochs", "2", "--quiet",
-            "--device", "cpu", "--bs", "2", "--set"] + [str(v) for v in overrides]
+    argv = [
+        "--dataset",
+        "shapes",
+        "--save_dir",
+        str(save_dir),
+        "--epochs",
+        "2",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--bs",
+        "2",
+        "--set",
+    ] + [str(v) for v in overrides]
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -53,8 +65,10 @@ def _export(checkpoint, fmt, path, *extra):
 
 def _all_boxes(detections, num_classes):
     """Per-image prediction dicts as all_boxes[class][image] (N, 5) arrays."""
-    tensors = [{k: torch.from_numpy(np.asarray(v)) for k, v in d.items() if k != "class_names"}
-               for d in detections]
+    tensors = [
+        {k: torch.from_numpy(np.asarray(v)) for k, v in d.items() if k != "class_names"}
+        for d in detections
+    ]
     per_image = [detections_to_class_arrays(t, num_classes) for t in tensors]
     return [[boxes[c] for boxes in per_image] for c in range(num_classes)]
 
@@ -150,30 +164,70 @@ def untrained_checkpoint(tiny_cfg, tmp_path):
     """A checkpoint of the tiny model as trained weights would be saved, without training."""
     path = tmp_path / "untrained.pth"
     model = build_model(tiny_cfg, len(SHAPE_CLASSES) + 1)
-    save_checkpoint({"model": model.state_dict(), "config": config_to_dict(tiny_cfg),
-                     "classes": ["__background__", *SHAPE_CLASSES]}, path)
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "config": config_to_dict(tiny_cfg),
+            "classes": ["__background__", *SHAPE_CLASSES],
+        },
+        path,
+    )
     return str(path)
 
 
 def test_export_errors_name_the_problem(untrained_checkpoint, tmp_path):
     trained = untrained_checkpoint
     with pytest.raises(FileNotFoundError, match="--checkpoint"):
-        export_cmd.main(["--checkpoint", str(tmp_path / "none.pth"), "--format", "pt2",
-                         "--output", str(tmp_path / "x.pt2")])
+        export_cmd.main(
+            [
+                "--checkpoint",
+                str(tmp_path / "none.pth"),
+                "--format",
+                "pt2",
+                "--output",
+                str(tmp_path / "x.pt2"),
+            ]
+        )
     with pytest.raises(ValueError, match="POOLING_MODE crop"):
-        export_cmd.main(["--checkpoint", trained, "--format", "onnx", "--output",
-                         str(tmp_path / "x.onnx"), "--set", "POOLING_MODE", "crop"])
+        export_cmd.main(
+            [
+                "--checkpoint",
+                trained,
+                "--format",
+                "onnx",
+                "--output",
+                str(tmp_path / "x.onnx"),
+                "--set",
+                "POOLING_MODE",
+                "crop",
+            ]
+        )
     with pytest.raises(SystemExit):
         export_cmd.main(["--checkpoint", trained, "--format", "tflite", "--output", "x"])
     with pytest.raises(ValueError, match="TEST.MAX_PER_IMAGE must be > 0"):
-        export_cmd.main(["--checkpoint", trained, "--format", "pt2", "--output",
-                         str(tmp_path / "x.pt2"), "--set", "TEST.MAX_PER_IMAGE", "0"])
+        export_cmd.main(
+            [
+                "--checkpoint",
+                trained,
+                "--format",
+                "pt2",
+                "--output",
+                str(tmp_path / "x.pt2"),
+                "--set",
+                "TEST.MAX_PER_IMAGE",
+                "0",
+            ]
+        )
     import onnx
     from onnx import TensorProto, helper
 
     value = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "plain", [value],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "plain",
+        [value],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     onnx.save(helper.make_model(graph), str(tmp_path / "plain.onnx"))
     with pytest.raises(ValueError, match="plain.onnx: not a fasterrcnn export"):
         ExportedDetector.from_onnx(str(tmp_path / "plain.onnx"))

@@ -30,9 +30,14 @@ class _Call(torch.nn.Module):
 
 def _run_onnx(module, inputs, namespace, shapes, tmp_path, runs):
     """Export ``module`` with ``dynamic_shapes=shapes``; run onnxruntime on each of ``runs``."""
-    program = torch.onnx.export(module.eval(), inputs, dynamo=True, dynamic_shapes=shapes,
-                                custom_translation_table=onnx_translation_table([namespace]),
-                                verbose=False)
+    program = torch.onnx.export(
+        module.eval(),
+        inputs,
+        dynamo=True,
+        dynamic_shapes=shapes,
+        custom_translation_table=onnx_translation_table([namespace]),
+        verbose=False,
+    )
     path = tmp_path / "op.onnx"
     program.save(str(path))
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -45,18 +50,34 @@ def _nms_cases():
     xy = torch.rand(60, 2, generator=gen) * 50
     boxes = torch.cat([xy, xy + torch.rand(60, 2, generator=gen) * 30 + 1], 1)
     scores = torch.rand(60, generator=gen)
-    ties = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 10], [1, 0, 11, 10], [20, 20, 30, 30],
-                         [20, 20, 30, 30], [5, 5, 5, 9], [5, 5, 5, 9], [7, 7, 7, 7]])
+    ties = torch.tensor(
+        [
+            [0.0, 0, 10, 10],
+            [0, 0, 10, 10],
+            [1, 0, 11, 10],
+            [20, 20, 30, 30],
+            [20, 20, 30, 30],
+            [5, 5, 5, 9],
+            [5, 5, 5, 9],
+            [7, 7, 7, 7],
+        ]
+    )
     tie_scores = torch.tensor([0.5, 0.5, 0.5, 0.9, 0.9, 0.7, 0.7, 0.95])
     # IoU exactly 0.5 at threshold 0.5 is not suppressed: [0,0,10,10] vs [0,0,10,5] -> 50/100
     exact = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 5]])
-    return [(boxes, scores), (ties, tie_scores), (exact, torch.tensor([0.9, 0.8])),
-            (boxes[:1], scores[:1]), (boxes[:0], scores[:0])]
+    return [
+        (boxes, scores),
+        (ties, tie_scores),
+        (exact, torch.tensor([0.9, 0.8])),
+        (boxes[:1], scores[:1]),
+        (boxes[:0], scores[:0]),
+    ]
 
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
-@pytest.mark.parametrize("name,dtype", [("nms_mask", torch.float32), ("nms", torch.float32),
-                                        ("nms_mask", torch.float64)])
+@pytest.mark.parametrize(
+    "name,dtype", [("nms_mask", torch.float32), ("nms", torch.float32), ("nms_mask", torch.float64)]
+)
 def test_nms_translation_matches_eager(namespace, name, dtype, tmp_path):
     cases = [(boxes.to(dtype), scores.to(dtype)) for boxes, scores in _nms_cases()]
     module = _Call(namespace, name, 0.5)
@@ -80,13 +101,15 @@ def _roi_cases(num_images=2, channels=3, height=13, width=17):
     xy = torch.rand(k, 2, generator=gen) * torch.tensor([width * 16.0, height * 16.0]) - 24
     wh = torch.rand(k, 2, generator=gen) * 150
     rois = torch.cat([torch.randint(0, num_images, (k, 1), generator=gen).float(), xy, xy + wh], 1)
-    special = torch.tensor([
-        [0.0, 0, 0, 0, 0],                      # a point
-        [1, 30, 40, 30, 90],                    # zero width
-        [0, -50, -50, -20, -10],                # outside the map
-        [1, 200, 150, 400, 300],                # partly outside
-        [0, 0, 0, width * 16.0 - 1, height * 16.0 - 1],  # the whole map
-    ])
+    special = torch.tensor(
+        [
+            [0.0, 0, 0, 0, 0],  # a point
+            [1, 30, 40, 30, 90],  # zero width
+            [0, -50, -50, -20, -10],  # outside the map
+            [1, 200, 150, 400, 300],  # partly outside
+            [0, 0, 0, width * 16.0 - 1, height * 16.0 - 1],  # the whole map
+        ]
+    )
     rois = torch.cat([rois, special])
     return feats, rois
 
@@ -113,8 +136,9 @@ def test_roi_pool_translation_matches_eager(namespace, tmp_path):
             return getattr(torch.ops, namespace).roi_pool.default(a, b, 1 / 16, 7, 7)[0]
 
     runs = [(feats, rois), (feats, rois[-5:]), (feats, rois[:0])]
-    outputs = _run_onnx(Pool(), runs[0], namespace, (None, {0: torch.export.Dim("k", min=0)}),
-                        tmp_path, runs)
+    outputs = _run_onnx(
+        Pool(), runs[0], namespace, (None, {0: torch.export.Dim("k", min=0)}), tmp_path, runs
+    )
     for run, (got,) in zip(runs, outputs):
         np.testing.assert_array_equal(got, Pool()(*run).numpy())
 
@@ -142,8 +166,9 @@ def test_stable_sort_translation_keeps_tie_order(dim, descending, tmp_path):
     gen = torch.Generator().manual_seed(2)
     x = torch.randint(0, 4, (3, 50), generator=gen).float()  # many ties
     n = torch.export.Dim("n", min=2)
-    outputs = _run_onnx(_StableSort(dim, descending), (x,), "fasterrcnn", ({1: n},), tmp_path,
-                        [(x,), (x[:, :7],)])
+    outputs = _run_onnx(
+        _StableSort(dim, descending), (x,), "fasterrcnn", ({1: n},), tmp_path, [(x,), (x[:, :7],)]
+    )
     for run, (values, indices) in zip([x, x[:, :7]], outputs):
         want = _StableSort(dim, descending)(run)
         np.testing.assert_array_equal(values, want.values.numpy())

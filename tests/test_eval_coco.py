@@ -26,11 +26,21 @@ _LABEL_TO_CAT = {1: 5, 2: 9}  # class index -> non-contiguous COCO category id
 @pytest.fixture
 def coco_gt(tmp_path):
     data = {
-        "images": [{"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"}
-                   for i in _IMAGE_IDS],
+        "images": [
+            {"id": i, "width": 100, "height": 100, "file_name": f"{i}.jpg"} for i in _IMAGE_IDS
+        ],
         "categories": [{"id": 5, "name": "cat"}, {"id": 9, "name": "dog"}],
-        "annotations": [{"id": a, "image_id": im, "category_id": c, "bbox": b,
-                         "area": b[2] * b[3], "iscrowd": 0} for a, im, c, b in _GT],
+        "annotations": [
+            {
+                "id": a,
+                "image_id": im,
+                "category_id": c,
+                "bbox": b,
+                "area": b[2] * b[3],
+                "iscrowd": 0,
+            }
+            for a, im, c, b in _GT
+        ],
     }
     path = tmp_path / "gt.json"
     path.write_text(json.dumps(data))
@@ -60,8 +70,12 @@ def test_perfect_detections_give_ap_one(coco_gt, tmp_path):
     assert result["APl"] == -1.0
     assert len(result["stats"]) == 12 and result["stats"][0] == result["AP"]
     written = json.loads(out_json.read_text())
-    assert {"image_id": 3, "category_id": 5, "bbox": [10.0, 10.0, 20.0, 20.0],
-            "score": 0.9} in written
+    assert {
+        "image_id": 3,
+        "category_id": 5,
+        "bbox": [10.0, 10.0, 20.0, 20.0],
+        "score": 0.9,
+    } in written
     assert len(written) == 4
 
 

@@ -17,11 +17,15 @@ def _ann(boxes, classes, difficult=None):
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)
     if difficult is None:
         difficult = [False] * len(boxes)
-    return dict(boxes=boxes, gt_classes=np.array(classes, dtype=np.int64),
-                difficult=np.array(difficult, dtype=bool))
+    return dict(
+        boxes=boxes,
+        gt_classes=np.array(classes, dtype=np.int64),
+        difficult=np.array(difficult, dtype=bool),
+    )
 
 
 # ---------------------------------------------------------------------------------- voc_ap
+
 
 def test_voc_ap_11_point_and_area_on_hand_curve():
     rec = [0.2, 0.4, 0.4, 0.6, 0.8]
@@ -48,20 +52,24 @@ def test_voc_ap_11_point_thresholds_are_the_devkits_floats():
     # the reference's thresholds np.arange(0., 1.1, 0.1) hold 0.30000000000000004: a recall of
     # exactly 3/10 counts at t = 0, .1, .2 only -> 3/11; the exact k/10 variant also at .3 -> 4/11
     assert voc_ap([3 / 10], [1.0], True) == pytest.approx(3 / 11, abs=1e-12)
-    assert voc_ap([3 / 10], [1.0], True, exact_07_thresholds=True) == \
-        pytest.approx(4 / 11, abs=1e-12)
+    assert voc_ap([3 / 10], [1.0], True, exact_07_thresholds=True) == pytest.approx(
+        4 / 11, abs=1e-12
+    )
     # the same through voc_evaluate: 10 objects, 3 found by the only 3 detections
     gts = np.array([[10.0 * i, 0, 10.0 * i + 5, 5] for i in range(10)])
     ann = [dict(boxes=gts, gt_classes=np.ones(10, np.int64), difficult=np.zeros(10, bool))]
     dets = [[np.hstack([gts[:3], np.ones((3, 1))])]]
     classes = ["__background__", "a"]
-    assert voc_evaluate([[None]] + dets, ann, classes)["ap"]["a"] == \
-        pytest.approx(3 / 11, abs=1e-12)
-    assert voc_evaluate([[None]] + dets, ann, classes, exact_07_thresholds=True)["ap"]["a"] == \
-        pytest.approx(4 / 11, abs=1e-12)
+    assert voc_evaluate([[None]] + dets, ann, classes)["ap"]["a"] == pytest.approx(
+        3 / 11, abs=1e-12
+    )
+    assert voc_evaluate([[None]] + dets, ann, classes, exact_07_thresholds=True)["ap"][
+        "a"
+    ] == pytest.approx(4 / 11, abs=1e-12)
 
 
 # ------------------------------------------------------------------- match_class_detections
+
 
 def test_detection_on_difficult_is_neither_tp_nor_fp():
     gts = [np.array([[0, 0, 9, 9], [20, 20, 29, 29]], dtype=np.float32)]
@@ -95,8 +103,9 @@ def test_duplicate_detection_is_false_positive():
     classes = ("__background__", "a")
     ann = [_ann([[0, 0, 9, 9], [20, 20, 29, 29]], [1, 1])]
     assert voc_evaluate([[None], dets], ann, classes)["ap"]["a"] == pytest.approx(28 / 33)
-    assert voc_evaluate([[None], dets], ann, classes, use_07_metric=False)["ap"]["a"] == \
-        pytest.approx(5 / 6)
+    assert voc_evaluate([[None], dets], ann, classes, use_07_metric=False)["ap"][
+        "a"
+    ] == pytest.approx(5 / 6)
 
 
 def test_iou_threshold_is_strict():
@@ -116,9 +125,9 @@ def test_iou_threshold_is_strict():
 def test_plus_one_convention_decides_match():
     # gt [0,0,3,3] and det [1,0,4,3]: with +1 inter 3x4 = 12, union 16 + 16 - 12 = 20 ->
     # IoU 0.6 (match); without +1 inter 2x3 = 6, union 9 + 9 - 6 = 12 -> 0.5 (no match)
-    tp, fp, _ = match_class_detections([_dets([1, 0, 4, 3, 1.0])],
-                                       [np.array([[0, 0, 3, 3]], np.float32)],
-                                       [np.zeros(1, bool)])
+    tp, fp, _ = match_class_detections(
+        [_dets([1, 0, 4, 3, 1.0])], [np.array([[0, 0, 3, 3]], np.float32)], [np.zeros(1, bool)]
+    )
     assert tp.tolist() == [1.0] and fp.tolist() == [0.0]
 
 
@@ -126,11 +135,13 @@ def test_detection_in_image_without_gt_is_fp():
     tp, fp, npos = match_class_detections(
         [_dets([0, 0, 9, 9, 0.5]), _dets()],
         [np.zeros((0, 4)), np.array([[0, 0, 9, 9]], np.float32)],
-        [np.zeros(0, bool), np.zeros(1, bool)])
+        [np.zeros(0, bool), np.zeros(1, bool)],
+    )
     assert npos == 1 and tp.tolist() == [0.0] and fp.tolist() == [1.0]
 
 
 # --------------------------------------------------------------------------- voc_evaluate
+
 
 def _multi_case():
     classes = ("__background__", "a", "b", "c")
@@ -138,19 +149,22 @@ def _multi_case():
         # image 0: a at A1, A2; b at B1
         _ann([[0, 0, 9, 9], [20, 20, 29, 29], [40, 40, 49, 49]], [1, 1, 2]),
         # image 1: a at A3; b at B2 (difficult), B3
-        _ann([[0, 0, 9, 9], [10, 10, 19, 19], [30, 30, 39, 39]], [1, 2, 2],
-             [False, True, False]),
+        _ann([[0, 0, 9, 9], [10, 10, 19, 19], [30, 30, 39, 39]], [1, 2, 2], [False, True, False]),
     ]
     empty = _dets()
     all_boxes = [
         [empty, empty],
         # a: .9 A1 (TP), .8 nothing in image 1 (FP), .7 A1 again (FP), .6 A3 (TP); A2 missed
-        [_dets([0, 0, 9, 9, 0.9], [0, 0, 9, 9, 0.7]),
-         _dets([50, 50, 59, 59, 0.8], [0, 0, 9, 9, 0.6])],
+        [
+            _dets([0, 0, 9, 9, 0.9], [0, 0, 9, 9, 0.7]),
+            _dets([50, 50, 59, 59, 0.8], [0, 0, 9, 9, 0.6]),
+        ],
         # b: .95 on difficult B2 (ignored), .85 B3 shifted (IoU 90/110, TP),
         #    .5 on A1 in image 0 (class a's box -> FP), .4 B1 (TP)
-        [_dets([0, 0, 9, 9, 0.5], [40, 40, 49, 49, 0.4]),
-         _dets([10, 10, 19, 19, 0.95], [31, 30, 40, 39, 0.85])],
+        [
+            _dets([0, 0, 9, 9, 0.5], [40, 40, 49, 49, 0.4]),
+            _dets([10, 10, 19, 19, 0.95], [31, 30, 40, 39, 0.85]),
+        ],
         # c: no ground truth anywhere
         [_dets([0, 0, 9, 9, 0.3]), empty],
     ]
@@ -187,11 +201,12 @@ def test_multi_image_multi_class_area():
 
 def test_perfect_detector_and_class_without_detections():
     classes = ("__background__", "a", "b")
-    annotations = [_ann([[0, 0, 9, 9], [5, 5, 30, 40]], [1, 2]),
-                   _ann([[3, 4, 20, 21]], [1])]
-    perfect = [[None, None],
-               [_dets([0, 0, 9, 9, 0.9]), _dets([3, 4, 20, 21, 0.2])],
-               [_dets([5, 5, 30, 40, 0.7]), _dets()]]
+    annotations = [_ann([[0, 0, 9, 9], [5, 5, 30, 40]], [1, 2]), _ann([[3, 4, 20, 21]], [1])]
+    perfect = [
+        [None, None],
+        [_dets([0, 0, 9, 9, 0.9]), _dets([3, 4, 20, 21, 0.2])],
+        [_dets([5, 5, 30, 40, 0.7]), _dets()],
+    ]
     result = voc_evaluate(perfect, annotations, classes)
     assert result["ap"] == {"a": pytest.approx(1.0), "b": pytest.approx(1.0)}
     assert result["map"] == pytest.approx(1.0)
@@ -206,8 +221,12 @@ def test_format_ap_table():
     result = voc_evaluate(all_boxes, annotations, classes)
     table = format_ap_table(result, classes).splitlines()
     assert table[:2] == ["| class | AP |", "|---|---|"]
-    assert table[2:] == ["| a | 50.00 |", f"| b | {100 * 28 / 33:.2f} |", "| c | nan |",
-                         f"| **mAP** | {100 * (0.5 + 28 / 33) / 2:.2f} |"]
+    assert table[2:] == [
+        "| a | 50.00 |",
+        f"| b | {100 * 28 / 33:.2f} |",
+        "| c | nan |",
+        f"| **mAP** | {100 * (0.5 + 28 / 33) / 2:.2f} |",
+    ]
 
 
 def test_mismatched_inputs_raise():

@@ -45,8 +45,9 @@ def _zero_init_residuals(model) -> None:
     random-init ResNet-101 with identity (frozen) BatchNorm otherwise grows its activations
     block after block until the RPN's boxes overflow and no proposal survives."""
     for module in model.modules():
-        last = getattr(module, "bn3", None) or (getattr(module, "bn2", None)
-                                                if hasattr(module, "conv2") else None)
+        last = getattr(module, "bn3", None) or (
+            getattr(module, "bn2", None) if hasattr(module, "conv2") else None
+        )
         if last is not None and hasattr(module, "downsample"):
             last.weight.zero_()
 
@@ -54,8 +55,11 @@ def _zero_init_residuals(model) -> None:
 def _model(net: str, overrides=(), width: float = 1 / 32, num_classes: int = NUM_CLASSES):
     """A random-init model; narrow (``width``, a 16-channel RPN, 20 test proposals) unless
     ``width`` is 1, which keeps every default of the schema."""
-    narrow = [] if width == 1.0 else ["BACKBONE.WIDTH_MULT", width, "RPN_CHANNELS", 16,
-                                      "TEST.RPN_POST_NMS_TOP_N", 20]
+    narrow = (
+        []
+        if width == 1.0
+        else ["BACKBONE.WIDTH_MULT", width, "RPN_CHANNELS", 16, "TEST.RPN_POST_NMS_TOP_N", 20]
+    )
     cfg = load_config(None, ["NET", net] + narrow + list(overrides))
     torch.manual_seed(0)
     model = build_model(cfg, num_classes).eval()
@@ -147,16 +151,33 @@ def test_shapes_table_at_600x800_full_width(net):
 
 
 def _targets():
-    return {"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0], [70.0, 20.0, 120.0, 90.0]]),
-            "labels": torch.tensor([1, 3])}
+    return {
+        "boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0], [70.0, 20.0, 120.0, 90.0]]),
+        "labels": torch.tensor([1, 3]),
+    }
 
 
 @pytest.mark.parametrize("mode", ["pool", "align", "crop"])
 @pytest.mark.parametrize("net", ["vgg16", "res18", "res50"])
 def test_trace_with_targets_every_backbone_and_pooling(net, mode, one_thread):
-    overrides = ["POOLING_MODE", mode, "TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 32,
-                 "TRAIN.RPN_POST_NMS_TOP_N", 40, "TEST.SCALES", [128], "TEST.MAX_SIZE", 200,
-                 "ANCHOR_SCALES", [2, 4, 8], "TRAIN.FG_THRESH", 0.3]
+    overrides = [
+        "POOLING_MODE",
+        mode,
+        "TRAIN.BATCH_SIZE",
+        16,
+        "TRAIN.RPN_BATCHSIZE",
+        32,
+        "TRAIN.RPN_POST_NMS_TOP_N",
+        40,
+        "TEST.SCALES",
+        [128],
+        "TEST.MAX_SIZE",
+        200,
+        "ANCHOR_SCALES",
+        [2, 4, 8],
+        "TRAIN.FG_THRESH",
+        0.3,
+    ]
     model, cfg = _model(net, overrides, width=1 / 16, num_classes=4)
     result = trace(model, _image(100, 140), _targets())
     for name in TARGET_STAGES:
@@ -176,8 +197,18 @@ def test_trace_with_targets_every_backbone_and_pooling(net, mode, one_thread):
 
 
 def test_trace_leaves_the_model_unchanged(one_thread):
-    overrides = ["BACKBONE.NORM", "bn", "RESNET.FIXED_BLOCKS", 0, "TEST.SCALES", [128],
-                 "TEST.MAX_SIZE", 200, "TRAIN.BATCH_SIZE", 16]
+    overrides = [
+        "BACKBONE.NORM",
+        "bn",
+        "RESNET.FIXED_BLOCKS",
+        0,
+        "TEST.SCALES",
+        [128],
+        "TEST.MAX_SIZE",
+        200,
+        "TRAIN.BATCH_SIZE",
+        16,
+    ]
     model, _ = _model("res18", overrides, width=1 / 16, num_classes=4)
     model.train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -229,8 +260,20 @@ def test_drawings(tmp_path, one_thread):
     pytest.importorskip("matplotlib", reason="the [notebook] extra (matplotlib) is not installed")
     from fasterrcnn.inspect import draw
 
-    overrides = ["TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 32, "TEST.SCALES", [128],
-                 "TEST.MAX_SIZE", 200, "ANCHOR_SCALES", [2, 4, 8], "TRAIN.FG_THRESH", 0.3]
+    overrides = [
+        "TRAIN.BATCH_SIZE",
+        16,
+        "TRAIN.RPN_BATCHSIZE",
+        32,
+        "TEST.SCALES",
+        [128],
+        "TEST.MAX_SIZE",
+        200,
+        "ANCHOR_SCALES",
+        [2, 4, 8],
+        "TRAIN.FG_THRESH",
+        0.3,
+    ]
     model, _ = _model("res18", overrides, width=1 / 16, num_classes=4)
     result = trace(model, _image(100, 140), _targets(), score_thresh=0.0)
     assert _rectangles(draw.draw_cell_anchors(result)) == 9 + 1  # anchors + the cell
@@ -250,8 +293,13 @@ def test_drawings(tmp_path, one_thread):
         draw.cell_anchors(result, (999, 0))
     paths = draw.save_all(result, str(tmp_path), ["bg", "a", "b", "c"])
     assert sorted(p.split("/")[-1] for p in paths) == [
-        "1_anchors_of_one_cell.png", "2_anchor_labels.png", "3_proposals.png",
-        "4_sampled_rois.png", "5_detections.png", "shapes.txt"]
+        "1_anchors_of_one_cell.png",
+        "2_anchor_labels.png",
+        "3_proposals.png",
+        "4_sampled_rois.png",
+        "5_detections.png",
+        "shapes.txt",
+    ]
     assert (tmp_path / "shapes.txt").read_text().startswith("stage")
 
 
@@ -264,20 +312,64 @@ def test_command_line_writes_table_and_figures(tmp_path, tiny_data_dir, one_thre
     from fasterrcnn.commands import train
     from fasterrcnn.inspect.__main__ import main
 
-    argv = ["--dataset", "shapes", "--save_dir", str(tmp_path), "--max_iters", "1", "--quiet",
-            "--device", "cpu", "--s", "1", "--bs", "2",
-            "--set"] + [str(v) for v in tiny_overrides(tiny_data_dir)]
+    argv = [
+        "--dataset",
+        "shapes",
+        "--save_dir",
+        str(tmp_path),
+        "--max_iters",
+        "1",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--s",
+        "1",
+        "--bs",
+        "2",
+        "--set",
+    ] + [str(v) for v in tiny_overrides(tiny_data_dir)]
     assert train.main(argv) == 0
     image = sorted(Path(tiny_data_dir, "shapes", "JPEGImages").glob("test_*.jpg"))[0]
     out = tmp_path / "inspect"
-    assert main(["--checkpoint", str(tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_1.pth"),
-                 "--image", str(image), "--out", str(out), "--device", "cpu",
-                 "--gt", "10", "10", "60", "60", "2"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_1.pth"),
+                "--image",
+                str(image),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--gt",
+                "10",
+                "10",
+                "60",
+                "60",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == [
-        "1_anchors_of_one_cell.png", "2_anchor_labels.png", "3_proposals.png",
-        "4_sampled_rois.png", "5_detections.png", "shapes.txt"]
+        "1_anchors_of_one_cell.png",
+        "2_anchor_labels.png",
+        "3_proposals.png",
+        "4_sampled_rois.png",
+        "5_detections.png",
+        "shapes.txt",
+    ]
     assert "rpn_labels" in (out / "shapes.txt").read_text()
     assert "rpn_cls_score" in capsys.readouterr().out
     with pytest.raises(OSError, match="missing.jpg"):
-        main(["--checkpoint", str(tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_1.pth"),
-              "--image", str(tmp_path / "missing.jpg"), "--out", str(out)])
+        main(
+            [
+                "--checkpoint",
+                str(tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_1.pth"),
+                "--image",
+                str(tmp_path / "missing.jpg"),
+                "--out",
+                str(out),
+            ]
+        )

@@ -35,25 +35,29 @@ def test_full_width_matches_torchvision_layout(net):
         else:
             parts = build_resnet(net, norm="bn")
     expected = {
-        k: s
-        for k, s in _shapes(reference).items()
-        if not k.startswith(("fc.", "classifier.6."))
+        k: s for k, s in _shapes(reference).items() if not k.startswith(("fc.", "classifier.6."))
     }
     ours = {**_shapes(parts.base), **_shapes(parts.top)}
     assert ours == expected
     assert not set(_shapes(parts.base)) & set(_shapes(parts.top))
     top_keys = {k.split(".")[0] for k in _shapes(parts.top)}
     assert top_keys == ({"classifier"} if net == "vgg16" else {"layer4"})
-    assert parts.base_channels == (512 if net == "vgg16" else 256 if net in ("res18",
-                                                                             "res34") else 1024)
-    assert parts.top_channels == (4096 if net == "vgg16" else 512 if net in ("res18",
-                                                                             "res34") else 2048)
+    assert parts.base_channels == (
+        512 if net == "vgg16" else 256 if net in ("res18", "res34") else 1024
+    )
+    assert parts.top_channels == (
+        4096 if net == "vgg16" else 512 if net in ("res18", "res34") else 2048
+    )
 
 
 @pytest.mark.parametrize(
     "net,width,base_c,top_c",
-    [("res18", 0.5, 128, 256), pytest.param("res50", 0.25, 256, 512, marks=pytest.mark.slow),
-     ("res101", 0.125, 128, 256), ("vgg16", 0.5, 256, 2048)],
+    [
+        ("res18", 0.5, 128, 256),
+        pytest.param("res50", 0.25, 256, 512, marks=pytest.mark.slow),
+        ("res101", 0.125, 128, 256),
+        ("vgg16", 0.5, 256, 2048),
+    ],
 )
 def test_stride_16_and_scaled_widths(net, width, base_c, top_c):
     norm = "frozen_bn" if net == "vgg16" else "bn"
@@ -93,12 +97,16 @@ def test_vgg_top_flattens_into_fc6_fc7():
     assert not any(isinstance(m, nn.MaxPool2d) for m in list(parts.base.features)[-3:])
 
 
-@pytest.mark.parametrize("norm,kind", [("frozen_bn", FrozenBatchNorm2d), ("bn", nn.BatchNorm2d),
-                                       ("gn", nn.GroupNorm)])
+@pytest.mark.parametrize(
+    "norm,kind", [("frozen_bn", FrozenBatchNorm2d), ("bn", nn.BatchNorm2d), ("gn", nn.GroupNorm)]
+)
 def test_norm_layers(norm, kind):
     parts = build_resnet("res50", width_mult=0.25, norm=norm, fixed_blocks=0)
-    norms = [m for m in list(parts.base.modules()) + list(parts.top.modules())
-             if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d, nn.GroupNorm))]
+    norms = [
+        m
+        for m in list(parts.base.modules()) + list(parts.top.modules())
+        if isinstance(m, (FrozenBatchNorm2d, nn.BatchNorm2d, nn.GroupNorm))
+    ]
     assert norms and all(type(m) is kind for m in norms)
     if norm == "gn":
         assert parts.base.bn1.num_channels == 16 and parts.base.bn1.num_groups == 16
@@ -110,8 +118,12 @@ def test_norm_layers(norm, kind):
 
 @pytest.mark.parametrize(
     "fixed,frozen",
-    [(0, ()), (1, ("conv1", "bn1", "layer1")), (2, ("conv1", "bn1", "layer1", "layer2")),
-     (3, ("conv1", "bn1", "layer1", "layer2", "layer3"))],
+    [
+        (0, ()),
+        (1, ("conv1", "bn1", "layer1")),
+        (2, ("conv1", "bn1", "layer1", "layer2")),
+        (3, ("conv1", "bn1", "layer1", "layer2", "layer3")),
+    ],
 )
 def test_resnet_fixed_blocks(fixed, frozen):
     parts = build_resnet("res18", width_mult=0.25, norm="bn", fixed_blocks=fixed)

@@ -13,7 +13,6 @@ from fasterrcnn.model import FasterRCNN, Stages, build_model
 LOSSES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -60,8 +59,11 @@ def _check_gradients(model: FasterRCNN, frozen_prefixes=()):
 @pytest.mark.parametrize(
     "net,size,frozen",
     [
-        ("vgg16", (64, 96), ["base.features.0.", "base.features.2.", "base.features.5.",
-                             "base.features.7."]),
+        (
+            "vgg16",
+            (64, 96),
+            ["base.features.0.", "base.features.2.", "base.features.5.", "base.features.7."],
+        ),
         ("res18", (64, 96), ["base.conv1.", "base.layer1."]),
         ("res34", (64, 96), ["base.conv1.", "base.layer1."]),
         ("res50", (64, 64), ["base.conv1.", "base.layer1."]),
@@ -77,14 +79,27 @@ def test_train_step_every_backbone(net, size, frozen):
     _check_gradients(model, frozen)
 
 
-@pytest.mark.parametrize("mode,max_pool", [("pool", False), ("align", False), ("crop", True),
-                                           ("crop", False)])
+@pytest.mark.parametrize(
+    "mode,max_pool", [("pool", False), ("align", False), ("crop", True), ("crop", False)]
+)
 @pytest.mark.parametrize("agnostic", [False, True])
 def test_train_step_every_pooling_mode(mode, max_pool, agnostic):
-    model = _model([
-        "NET", "res18", "BACKBONE.NORM", "bn", "RESNET.FIXED_BLOCKS", "0", "POOLING_MODE", mode,
-        "CROP_RESIZE_WITH_MAX_POOL", str(max_pool).lower(), "CLASS_AGNOSTIC", str(agnostic).lower(),
-    ])
+    model = _model(
+        [
+            "NET",
+            "res18",
+            "BACKBONE.NORM",
+            "bn",
+            "RESNET.FIXED_BLOCKS",
+            "0",
+            "POOLING_MODE",
+            mode,
+            "CROP_RESIZE_WITH_MAX_POOL",
+            str(max_pool).lower(),
+            "CLASS_AGNOSTIC",
+            str(agnostic).lower(),
+        ]
+    )
     _train_step(model)
     _check_gradients(model)
     model.eval()

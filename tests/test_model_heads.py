@@ -25,10 +25,13 @@ def test_smooth_l1_hand_values():
     image0 = 0.5 * (0.5 * 9 * 0.05**2 + (0.5 - 0.5 / 9) + (0.4 - 0.5 / 9))
     image1 = 0.5 * ((1.0 - 0.5 / 9) + (0.3 - 0.5 / 9))
     assert got.item() == pytest.approx((image0 + image1) / 2, rel=1e-12)
-    flat = smooth_l1_loss(pred.view(-1, 4), target.view(-1, 4), inside.view(-1, 4),
-                          outside.view(-1, 4))
-    per_row = [sum(0.5 * _hand_smooth_l1(i * p, 1.0) for p, i in zip(pr, ir)) for pr,
-               ir in zip(pred.view(-1, 4).tolist(), inside.view(-1, 4).tolist())]
+    flat = smooth_l1_loss(
+        pred.view(-1, 4), target.view(-1, 4), inside.view(-1, 4), outside.view(-1, 4)
+    )
+    per_row = [
+        sum(0.5 * _hand_smooth_l1(i * p, 1.0) for p, i in zip(pr, ir))
+        for pr, ir in zip(pred.view(-1, 4).tolist(), inside.view(-1, 4).tolist())
+    ]
     assert flat.item() == pytest.approx(sum(per_row) / 2, rel=1e-12)
 
 
@@ -36,8 +39,9 @@ def test_smooth_l1_gradcheck():
     pred = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     target = torch.randn(3, 4, dtype=torch.float64)
     weights = torch.rand(3, 4, dtype=torch.float64) + 0.5
-    assert torch.autograd.gradcheck(lambda p: smooth_l1_loss(p, target, weights, weights,
-                                                             sigma=3.0), (pred,))
+    assert torch.autograd.gradcheck(
+        lambda p: smooth_l1_loss(p, target, weights, weights, sigma=3.0), (pred,)
+    )
 
 
 def _rpn(overrides=()):
@@ -81,8 +85,9 @@ def test_rpn_per_anchor_layout_follows_shift_anchors():
                     assert deltas[b, row].tolist() == [v + 1000.0 * (4 * a + k) for k in range(4)]
     anchors = rpn.anchors(height, width)
     assert anchors.shape == (height * width * a_count, 4)
-    assert torch.equal(anchors[(2 * width + 3) * a_count + 1] - anchors[1],
-                       torch.tensor([48.0, 32.0, 48.0, 32.0]))
+    assert torch.equal(
+        anchors[(2 * width + 3) * a_count + 1] - anchors[1], torch.tensor([48.0, 32.0, 48.0, 32.0])
+    )
 
 
 def test_rpn_init_and_eval_without_losses():
@@ -102,9 +107,12 @@ def test_rpn_losses_against_hand_formulas():
     cfg, rpn = _rpn(["TRAIN.RPN_BATCHSIZE", "32"])
     feat = torch.randn(2, 3, 4, 6)
     im_info = torch.tensor([[64.0, 96.0, 1.0], [60.0, 90.0, 1.0]])
-    gt = torch.tensor([[[10.0, 12.0, 40.0, 50.0, 1.0], [0, 0, 0, 0, 0]], [[30.0, 5.0, 80.0, 40.0,
-                                                                           2.0], [5.0, 20.0, 30.0,
-                                                                                  55.0, 1.0]]])
+    gt = torch.tensor(
+        [
+            [[10.0, 12.0, 40.0, 50.0, 1.0], [0, 0, 0, 0, 0]],
+            [[30.0, 5.0, 80.0, 40.0, 2.0], [5.0, 20.0, 30.0, 55.0, 1.0]],
+        ]
+    )
     num = torch.tensor([1, 2])
     seed = torch.tensor(5)
     out = rpn(feat, im_info, gt, num, seed)
@@ -124,18 +132,34 @@ def test_rpn_losses_against_hand_formulas():
         for n in range(len(labels[b])):
             for k in range(4):
                 d = float(targets.bbox_inside_weights[b, n, k]) * (
-                    deltas[b][n][k] - float(targets.bbox_targets[b, n, k]))
+                    deltas[b][n][k] - float(targets.bbox_targets[b, n, k])
+                )
                 box += float(targets.bbox_outside_weights[b, n, k]) * _hand_smooth_l1(d, 3.0)
     assert out.losses["rpn_box"].item() == pytest.approx(box / 2, rel=1e-5, abs=1e-9)
     assert (targets.labels == 1).any()
 
 
-@pytest.mark.parametrize("mode,max_pool,kind", [("align", False, RoIAlign),
-                                                ("pool", False, RoIPool),
-                                                ("crop", True, RoICrop), ("crop", False, RoICrop)])
+@pytest.mark.parametrize(
+    "mode,max_pool,kind",
+    [
+        ("align", False, RoIAlign),
+        ("pool", False, RoIPool),
+        ("crop", True, RoICrop),
+        ("crop", False, RoICrop),
+    ],
+)
 def test_build_pooler(mode, max_pool, kind):
-    cfg = load_config(None, ["POOLING_MODE", mode, "CROP_RESIZE_WITH_MAX_POOL",
-                             str(max_pool).lower(), "POOLING_SIZE", "5"])
+    cfg = load_config(
+        None,
+        [
+            "POOLING_MODE",
+            mode,
+            "CROP_RESIZE_WITH_MAX_POOL",
+            str(max_pool).lower(),
+            "POOLING_SIZE",
+            "5",
+        ],
+    )
     pooler = build_pooler(cfg)
     assert type(pooler) is kind
     assert pooler.spatial_scale == pytest.approx(1.0 / 16)
@@ -169,13 +193,15 @@ def test_roi_head_init_and_shapes():
 @pytest.mark.parametrize("agnostic", [False, True])
 def test_roi_head_losses_use_the_label_class_deltas(agnostic):
     head = _head(agnostic)
-    cls_score = torch.tensor([[0.1, 2.0, -1.0], [1.0, 0.0, 0.5], [0.0, 0.3, 0.2]],
-                             dtype=torch.float64)
+    cls_score = torch.tensor(
+        [[0.1, 2.0, -1.0], [1.0, 0.0, 0.5], [0.0, 0.3, 0.2]], dtype=torch.float64
+    )
     labels = torch.tensor([2, 0, 1])
     columns = 4 if agnostic else 12
     bbox_pred = torch.arange(3 * columns, dtype=torch.float64).view(3, columns) * 0.1 - 1.0
-    targets = torch.tensor([[0.5, -0.5, 0.0, 0.2], [0.0] * 4, [0.1, 0.1, 0.1, 0.1]],
-                           dtype=torch.float64)
+    targets = torch.tensor(
+        [[0.5, -0.5, 0.0, 0.2], [0.0] * 4, [0.1, 0.1, 0.1, 0.1]], dtype=torch.float64
+    )
     inside = torch.tensor([[1.0] * 4, [0.0] * 4, [1.0] * 4], dtype=torch.float64)
     losses = head.losses(cls_score, bbox_pred, labels, targets, inside, inside)
     ce = [-(cls_score[i, labels[i]] - torch.logsumexp(cls_score[i], 0)).item() for i in range(3)]

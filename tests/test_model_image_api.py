@@ -14,12 +14,36 @@ NUM_CLASSES = 4
 
 
 def _cfg(overrides=()):
-    return load_config(None, [
-        "NET", "res18", "BACKBONE.WIDTH_MULT", 0.0625, "RPN_CHANNELS", 16,
-        "TEST.SCALES", [128], "TEST.MAX_SIZE", 200, "TRAIN.SCALES", [96, 128],
-        "TRAIN.MAX_SIZE", 200, "TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 32,
-        "TEST.RPN_POST_NMS_TOP_N", 30, "TRAIN.RPN_POST_NMS_TOP_N", 40,
-        "ANCHOR_SCALES", [2, 4, 8]] + list(overrides))
+    return load_config(
+        None,
+        [
+            "NET",
+            "res18",
+            "BACKBONE.WIDTH_MULT",
+            0.0625,
+            "RPN_CHANNELS",
+            16,
+            "TEST.SCALES",
+            [128],
+            "TEST.MAX_SIZE",
+            200,
+            "TRAIN.SCALES",
+            [96, 128],
+            "TRAIN.MAX_SIZE",
+            200,
+            "TRAIN.BATCH_SIZE",
+            16,
+            "TRAIN.RPN_BATCHSIZE",
+            32,
+            "TEST.RPN_POST_NMS_TOP_N",
+            30,
+            "TRAIN.RPN_POST_NMS_TOP_N",
+            40,
+            "ANCHOR_SCALES",
+            [2, 4, 8],
+        ]
+        + list(overrides),
+    )
 
 
 def _model(overrides=()):
@@ -35,8 +59,9 @@ def _reference_detections(model, image, score_thresh, max_per_image):
     """The three-call path: prepare_test_image, forward, postprocess."""
     im_data, im_info = prepare_test_image(image, model.cfg)
     rois, cls_prob, bbox_pred = model(im_data, im_info)
-    return model.postprocess(rois, cls_prob, bbox_pred, im_info, score_thresh=score_thresh,
-                             max_per_image=max_per_image)[0]
+    return model.postprocess(
+        rois, cls_prob, bbox_pred, im_info, score_thresh=score_thresh, max_per_image=max_per_image
+    )[0]
 
 
 def test_eval_one_call_equals_the_three_calls(one_thread):
@@ -68,8 +93,9 @@ def test_rgb_tensors_match_bgr_arrays(one_thread):
         from_array, from_float, from_uint8 = (model([x])[0] for x in (image, rgb_float, rgb_uint8))
     torch.testing.assert_close(from_uint8["boxes"], from_array["boxes"], rtol=0, atol=0)
     n = min(5, len(from_array["scores"]))
-    torch.testing.assert_close(from_float["scores"][:n], from_array["scores"][:n],
-                               rtol=0, atol=1e-3)
+    torch.testing.assert_close(
+        from_float["scores"][:n], from_array["scores"][:n], rtol=0, atol=1e-3
+    )
 
 
 def test_batch_of_different_sizes():
@@ -78,8 +104,9 @@ def test_batch_of_different_sizes():
     small, wide = _image(64, 64), _image(100, 400, seed=1)
     batch = transform([small, wide])
     # 64x64 -> scale 2 -> 128x128; 100x400 -> 1.28 would give 512 > 200, so 0.5 -> 50x200.
-    torch.testing.assert_close(batch.im_info, torch.tensor([[128.0, 128.0, 2.0],
-                                                            [50.0, 200.0, 0.5]]))
+    torch.testing.assert_close(
+        batch.im_info, torch.tensor([[128.0, 128.0, 2.0], [50.0, 200.0, 0.5]])
+    )
     assert batch.im_data.shape == (2, 3, 128, 200)
     assert bool((batch.im_data[0, :, :, 128:] == 0).all())
     assert bool((batch.im_data[1, :, 50:] == 0).all())
@@ -91,9 +118,13 @@ def test_batch_of_different_sizes():
 def test_targets_are_scaled_and_padded():
     transform = ImageTransform((0.0, 0.0, 0.0), test_scale=128, test_max_size=200)
     transform.eval()
-    targets = [{"boxes": torch.tensor([[0.0, 0.0, 31.0, 15.0], [8.0, 8.0, 9.0, 9.0]]),
-                "labels": torch.tensor([1, 3])},
-               {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)}]
+    targets = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 31.0, 15.0], [8.0, 8.0, 9.0, 9.0]]),
+            "labels": torch.tensor([1, 3]),
+        },
+        {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64)},
+    ]
     batch = transform([_image(64, 64), _image(64, 64)], targets, num_classes=NUM_CLASSES)
     expected = torch.zeros(2, 2, 5)
     expected[0] = torch.tensor([[0.0, 0.0, 62.0, 30.0, 1.0], [16.0, 16.0, 18.0, 18.0, 3.0]])
@@ -105,9 +136,13 @@ def test_training_one_call_equals_the_reference_entry(one_thread):
     model = _model()
     model.train()
     images = [_image(90, 150), _image(120, 100, seed=2)]
-    targets = [{"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([2])},
-               {"boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 60.0, 90.0, 110.0]]),
-                "labels": torch.tensor([1, 3])}]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([2])},
+        {
+            "boxes": torch.tensor([[5.0, 5.0, 50.0, 40.0], [30.0, 60.0, 90.0, 110.0]]),
+            "labels": torch.tensor([1, 3]),
+        },
+    ]
     start = model.generator.get_state()
     losses = model(images, targets)
     assert set(losses) == {"rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box"}

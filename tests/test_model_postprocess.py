@@ -64,8 +64,9 @@ def _check(det, expected):
     assert det["labels"].dtype == torch.int64
     assert det["scores"].tolist() == pytest.approx([e[0] for e in expected])
     assert det["labels"].tolist() == [e[1] for e in expected]
-    assert torch.allclose(det["boxes"], torch.tensor([e[2] for e in expected]).view(-1, 4),
-                          atol=1e-4)
+    assert torch.allclose(
+        det["boxes"], torch.tensor([e[2] for e in expected]).view(-1, 4), atol=1e-4
+    )
 
 
 def test_postprocess_hand_case():
@@ -95,8 +96,10 @@ def test_score_threshold_is_strict():
 def test_nms_threshold_and_max_per_image():
     model = _model()
     dets = model.postprocess(*_case(), nms_thresh=0.9)
-    _check(dets[0], EXPECTED_0[:1] + EXPECTED_0[1:2] + [(0.6, 1, [16.0, 5.0, 26.0,
-                                                                  15.0])] + EXPECTED_0[2:])
+    _check(
+        dets[0],
+        EXPECTED_0[:1] + EXPECTED_0[1:2] + [(0.6, 1, [16.0, 5.0, 26.0, 15.0])] + EXPECTED_0[2:],
+    )
     _check(model.postprocess(*_case(), max_per_image=2)[0], EXPECTED_0[:2])
     _check(_model(["TEST.MAX_PER_IMAGE", "3"]).postprocess(*_case())[0], EXPECTED_0[:3])
     _check(model.postprocess(*_case(), max_per_image=0)[0], EXPECTED_0)
@@ -120,15 +123,17 @@ def test_nms_uses_the_plus_one_convention():
 def test_class_agnostic_deltas():
     rois, cls_prob, deltas, im_info = _case()
     agnostic = deltas[..., 4:8].clone()
-    dets = _model(["CLASS_AGNOSTIC", "true"]).postprocess(rois[:, :1], cls_prob[:, :1],
-                                                          agnostic[:, :1], im_info)
+    dets = _model(["CLASS_AGNOSTIC", "true"]).postprocess(
+        rois[:, :1], cls_prob[:, :1], agnostic[:, :1], im_info
+    )
     _check(dets[0], [(0.8, 1, [15.0, 5.0, 25.0, 15.0]), (0.1, 2, [15.0, 5.0, 25.0, 15.0])])
 
 
 def test_without_bbox_reg_or_normalisation():
     rois, cls_prob, deltas, im_info = _case()
-    dets = _model(["TEST.BBOX_REG", "false"]).postprocess(rois[:, :1], cls_prob[:, :1],
-                                                          deltas[:, :1], im_info)
+    dets = _model(["TEST.BBOX_REG", "false"]).postprocess(
+        rois[:, :1], cls_prob[:, :1], deltas[:, :1], im_info
+    )
     _check(dets[0], [(0.8, 1, [5.0, 5.0, 14.5, 14.5]), (0.1, 2, [5.0, 5.0, 14.5, 14.5])])
     raw = deltas.clone()
     raw[..., 0::4] *= 0.1

@@ -37,8 +37,14 @@ def _combined(parts) -> dict:
     return {**parts.base.state_dict(), **parts.top.state_dict()}
 
 
-@pytest.mark.parametrize("net", ["res18", pytest.param("res50", marks=pytest.mark.slow),
-                                 pytest.param("vgg16", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "net",
+    [
+        "res18",
+        pytest.param("res50", marks=pytest.mark.slow),
+        pytest.param("vgg16", marks=pytest.mark.slow),
+    ],
+)
 def test_torchvision_state_dict_loads_every_tensor(net, tmp_path):
     torch.manual_seed(0)
     if net == "vgg16":
@@ -83,14 +89,16 @@ def test_pytorch_style_flips_the_first_conv_to_bgr(resnet18_state):
 
 def test_nested_and_prefixed_state_dicts(resnet18_state, tmp_path):
     prefixed = {f"module.{k}": v for k, v in resnet18_state.items()}
-    for i, wrapped in enumerate(({"state_dict": prefixed}, {"model": resnet18_state, "epoch": 3},
-                                 prefixed)):
+    for i, wrapped in enumerate(
+        ({"state_dict": prefixed}, {"model": resnet18_state, "epoch": 3}, prefixed)
+    ):
         path = tmp_path / f"w{i}.pth"
         torch.save(wrapped, path)
         parts = build_resnet("res18", norm="bn")
         report = load_backbone_weights(parts.base, parts.top, path, style="caffe")
-        assert torch.equal(parts.top.layer4[1].conv2.weight,
-                           resnet18_state["layer4.1.conv2.weight"])
+        assert torch.equal(
+            parts.top.layer4[1].conv2.weight, resnet18_state["layer4.1.conv2.weight"]
+        )
         assert torch.equal(parts.base.bn1.running_var, resnet18_state["bn1.running_var"])
         assert "fc.weight" in report.ignored
 
@@ -136,10 +144,12 @@ def test_build_model_loads_pretrained(resnet18_state, tmp_path):
     assert backbone_style(cfg) == "caffe"
     model = build_model(cfg, 3)
     assert torch.equal(model.base.conv1.weight, resnet18_state["conv1.weight"])
-    assert torch.equal(model.roi_head.top.layer4[0].bn1.running_mean,
-                       resnet18_state["layer4.0.bn1.running_mean"])
-    cfg = load_config(None, ["NET", "res18", "BACKBONE.STYLE", "pytorch",
-                             "PIXEL_STDS", "[57.375, 57.12, 58.395]"])
+    assert torch.equal(
+        model.roi_head.top.layer4[0].bn1.running_mean, resnet18_state["layer4.0.bn1.running_mean"]
+    )
+    cfg = load_config(
+        None, ["NET", "res18", "BACKBONE.STYLE", "pytorch", "PIXEL_STDS", "[57.375, 57.12, 58.395]"]
+    )
     assert backbone_style(cfg) == "pytorch"
     model = build_model(cfg, 3, pretrained=str(path))
     assert torch.equal(model.base.conv1.weight, resnet18_state["conv1.weight"].flip(1))

@@ -25,24 +25,49 @@ def test_notebook_runs(tmp_path, tiny_data_dir, monkeypatch):
     from fasterrcnn.commands import train
 
     values = [str(v) for v in tiny_overrides(tiny_data_dir)]
-    argv = ["--dataset", "shapes", "--save_dir", str(tmp_path), "--max_iters", "6", "--quiet",
-            "--device", "cpu", "--s", "1", "--bs", "2", "--set"] + values
+    argv = [
+        "--dataset",
+        "shapes",
+        "--save_dir",
+        str(tmp_path),
+        "--max_iters",
+        "6",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--s",
+        "1",
+        "--bs",
+        "2",
+        "--set",
+    ] + values
     assert train.main(argv) == 0
     checkpoint = tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_6.pth"
     assert checkpoint.is_file()
     repo = str(NOTEBOOK.parents[1])
     monkeypatch.setenv("FASTERRCNN_CHECKPOINT", str(checkpoint))
     monkeypatch.setenv("FASTERRCNN_WALKTHROUGH_WIDTH", "0.125")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [repo, os.environ.get(
-        "PYTHONPATH")])))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+    )
     monkeypatch.setenv("MPLBACKEND", "agg")
     nb = nbformat.read(str(NOTEBOOK), as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client = nbclient.NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
     client.execute()  # raises CellExecutionError naming the failing cell
-    images = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-              if "image/png" in out.get("data", {})]
+    images = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if "image/png" in out.get("data", {})
+    ]
     assert len(images) == 5  # the five drawings
-    printed = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                      for out in cell.outputs)
+    printed = "".join(
+        out.get("text", "") for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
+    )
     assert "base_feat (conv5_3)" in printed and "1x18x37x50" in printed

@@ -1,4 +1,5 @@
 """fasterrcnn.ops API: argument validation, backend selection, import without the extension."""
+
 import os
 import subprocess
 import sys
@@ -86,10 +87,13 @@ def test_roi_crop_needs_a_2x2_map():
         ops.roi_crop(torch.randn(1, 1, 1, 5), torch.zeros(1, 5), 2)
 
 
-@pytest.mark.parametrize("fn", [
-    lambda b, s: ops.nms(b, s, 0.5),
-    lambda b, s: ops.batched_nms(b, s, torch.zeros(b.shape[0], dtype=torch.int64), 0.5),
-])
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda b, s: ops.nms(b, s, 0.5),
+        lambda b, s: ops.batched_nms(b, s, torch.zeros(b.shape[0], dtype=torch.int64), 0.5),
+    ],
+)
 def test_nms_argument_errors(fn):
     boxes = torch.rand(5, 4)
     scores = torch.rand(5)
@@ -107,6 +111,16 @@ def test_batched_nms_idxs_length():
 
 
 def test_public_names():
-    assert set(ops.__all__) == {"RoIAlign", "RoICrop", "RoIPool", "backend", "batched_nms",
-                                "batched_nms_mask", "nms", "nms_mask", "roi_align", "roi_crop",
-                                "roi_pool"}
+    assert set(ops.__all__) == {
+        "RoIAlign",
+        "RoICrop",
+        "RoIPool",
+        "backend",
+        "batched_nms",
+        "batched_nms_mask",
+        "nms",
+        "nms_mask",
+        "roi_align",
+        "roi_crop",
+        "roi_pool",
+    }

@@ -1,5 +1,6 @@
 """The ops as dispatcher operators: opcheck (schema, fake kernel, autograd registration, AOT
 dispatch) of every op and backward op in both namespaces, schemas, autocast, torch.compile."""
+
 import os
 
 import pytest
@@ -10,9 +11,13 @@ from fasterrcnn import ops
 from fasterrcnn.ops import _ext, _library
 
 NAMESPACES = [
-    pytest.param(_library.COMPILED, marks=pytest.mark.skipif(
-        _ext.extension() is None and os.environ.get("FASTERRCNN_ALLOW_NO_EXT") == "1",
-        reason="fasterrcnn._C is not built")),
+    pytest.param(
+        _library.COMPILED,
+        marks=pytest.mark.skipif(
+            _ext.extension() is None and os.environ.get("FASTERRCNN_ALLOW_NO_EXT") == "1",
+            reason="fasterrcnn._C is not built",
+        ),
+    ),
     _library.FALLBACK,
 ]
 ROI_CASES = ["one_roi", "zero_rois", "many_rois", "noncontiguous", "float32"]
@@ -39,7 +44,7 @@ def roi_inputs(case, device):
     # distinct, well-separated values keep roi_pool's argmax stable under perturbation
     x = (torch.randperm(2 * 3 * 6 * 7, generator=gen).to(dtype) * 0.01).view(2, 3, 6, 7)
     count = {"one_roi": 1, "zero_rois": 0}.get(case, 5)
-    rois = make_rois(max(count, 4), 2, 6, 7, 0.5, dtype, gen)[4 - min(count, 4):][:count]
+    rois = make_rois(max(count, 4), 2, 6, 7, 0.5, dtype, gen)[4 - min(count, 4) :][:count]
     if case == "noncontiguous":
         x = x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
         rois = torch.cat([rois, rois], 1)[:, ::2]
@@ -49,8 +54,9 @@ def roi_inputs(case, device):
 
 @pytest.mark.parametrize("namespace", NAMESPACES)
 @pytest.mark.parametrize("name", ["nms", "nms_mask"])
-@pytest.mark.parametrize("n,dtype", [(0, torch.float32), (1, torch.float32),
-                                     (40, torch.float32), (40, torch.float64)])
+@pytest.mark.parametrize(
+    "n,dtype", [(0, torch.float32), (1, torch.float32), (40, torch.float32), (40, torch.float64)]
+)
 def test_opcheck_nms(device, namespace, name, n, dtype):
     op = getattr(namespace_ops(namespace, device), name)
     boxes, scores = boxes_and_scores(n, dtype, device)
@@ -90,8 +96,9 @@ def test_opcheck_roi_crop(device, namespace, case, max_pool):
     torch.library.opcheck(lib.roi_crop, (x, rois, 0.5, 2, 3, max_pool))
     _, argmax = lib.roi_crop(x.detach(), rois, 0.5, 2, 3, max_pool)
     grad = torch.randn(rois.size(0), 3, 2, 3, dtype=x.dtype, device=device)
-    torch.library.opcheck(lib._roi_crop_backward,
-                          (grad, rois, argmax, 0.5, 2, 3, max_pool, 2, 3, 6, 7))
+    torch.library.opcheck(
+        lib._roi_crop_backward, (grad, rois, argmax, 0.5, 2, 3, max_pool, 2, 3, 6, 7)
+    )
 
 
 def test_schemas_match_between_namespaces():
@@ -170,7 +177,8 @@ def test_autocast_gradient_is_the_float32_gradient(namespace):
     x32 = x.detach().float().requires_grad_(True)
     (expected,) = torch.autograd.grad(
         (lib.roi_align(x32, rois.float(), 1.0, 2, 2, 2, False) * weight.bfloat16().float()).sum(),
-        x32)
+        x32,
+    )
     assert grad.dtype == torch.bfloat16 and torch.count_nonzero(expected) > 0
     torch.testing.assert_close(grad.float(), expected, rtol=1e-2, atol=1e-2)
 
@@ -210,12 +218,16 @@ def test_compile_backward_matches_eager(backend):
     x, rois = roi_inputs("many_rois", "cpu")
 
     def pooled_sum(t):
-        return (ops.roi_align(t, rois, 2, 0.5, 2, False).sum()
-                + ops.roi_pool(t, rois, 2, 0.5).sum() + ops.roi_crop(t, rois, 2, 0.5).sum())
+        return (
+            ops.roi_align(t, rois, 2, 0.5, 2, False).sum()
+            + ops.roi_pool(t, rois, 2, 0.5).sum()
+            + ops.roi_crop(t, rois, 2, 0.5).sum()
+        )
 
     torch._dynamo.reset()
-    (grad,) = torch.autograd.grad(torch.compile(pooled_sum, fullgraph=True,
-                                                backend="aot_eager")(x), x)
+    (grad,) = torch.autograd.grad(
+        torch.compile(pooled_sum, fullgraph=True, backend="aot_eager")(x), x
+    )
     (expected,) = torch.autograd.grad(pooled_sum(x), x)
     torch.testing.assert_close(grad, expected)
 
@@ -232,8 +244,9 @@ def test_export_keeps_one_operator_per_op(backend):
     namespace = _library.COMPILED if _ext.backend() == "cpp" else _library.FALLBACK
     targets = {str(node.target) for node in exported.graph.nodes if node.op == "call_function"}
     assert {f"{namespace}.nms_mask.default", f"{namespace}.roi_align.default"} <= targets
-    for out, expected in zip(exported.module()(boxes, scores, x, rois),
-                             Head()(boxes, scores, x, rois)):
+    for out, expected in zip(
+        exported.module()(boxes, scores, x, rois), Head()(boxes, scores, x, rois)
+    ):
         assert torch.equal(out, expected)
 
 
@@ -244,8 +257,11 @@ def test_public_ops_under_autocast_take_mixed_dtypes(backend):
     x = torch.randn(2, 3, 9, 11, generator=gen)
     rois = make_rois(6, 2, 9, 11, 0.5, torch.float32, gen)
     boxes, scores = boxes_and_scores(40, torch.float32, "cpu")
-    for fn in (lambda a: ops.roi_align(a, rois, 3, 0.5, 2, True),
-               lambda a: ops.roi_pool(a, rois, 3, 0.5), lambda a: ops.roi_crop(a, rois, 3, 0.5)):
+    for fn in (
+        lambda a: ops.roi_align(a, rois, 3, 0.5, 2, True),
+        lambda a: ops.roi_pool(a, rois, 3, 0.5),
+        lambda a: ops.roi_crop(a, rois, 3, 0.5),
+    ):
         expected = fn(x.bfloat16().float()).bfloat16()
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert ops.backend() != "cpp" or _ext.use_kernels(x.bfloat16())

@@ -16,8 +16,10 @@ def random_boxes(n, generator, dtype=torch.float32, size=200.0):
 
 def clustered_boxes(n, generator, dtype=torch.float32):
     """Dense clusters: jittered copies of a few boxes, many IoUs near every threshold."""
-    centres = torch.tensor([[10.0, 10.0, 60.0, 50.0], [40.0, 30.0, 90.0, 100.0],
-                            [42.0, 28.0, 95.0, 97.0]], dtype=torch.float64)
+    centres = torch.tensor(
+        [[10.0, 10.0, 60.0, 50.0], [40.0, 30.0, 90.0, 100.0], [42.0, 28.0, 95.0, 97.0]],
+        dtype=torch.float64,
+    )
     pick = torch.randint(0, 3, (n,), generator=generator)
     jitter = (torch.rand(n, 4, generator=generator, dtype=torch.float64) - 0.5) * 16.0
     return (centres[pick] + jitter).to(dtype)
@@ -59,10 +61,14 @@ def test_batched_nms_matches_torchvision(backend, iou_threshold):
 
 
 def test_hand_computed(backend):
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0],   # score 0.9, kept
-                          [1.0, 0.0, 11.0, 10.0],   # IoU 90/110 = 0.818 with box 0: removed
-                          [5.0, 0.0, 15.0, 10.0],   # IoU 50/150 = 0.333 with box 0: kept
-                          [20.0, 20.0, 30.0, 30.0]])
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],  # score 0.9, kept
+            [1.0, 0.0, 11.0, 10.0],  # IoU 90/110 = 0.818 with box 0: removed
+            [5.0, 0.0, 15.0, 10.0],  # IoU 50/150 = 0.333 with box 0: kept
+            [20.0, 20.0, 30.0, 30.0],
+        ]
+    )
     scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
     assert ops.nms(boxes, scores, 0.5).tolist() == [3, 0, 2]
     assert ops.nms(boxes, scores, 0.3).tolist() == [3, 0]
@@ -71,8 +77,10 @@ def test_hand_computed(backend):
 
 def test_empty(backend):
     empty = torch.zeros(0, 4)
-    for keep in (ops.nms(empty, torch.zeros(0), 0.5),
-                 ops.batched_nms(empty, torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5)):
+    for keep in (
+        ops.nms(empty, torch.zeros(0), 0.5),
+        ops.batched_nms(empty, torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5),
+    ):
         assert keep.dtype == torch.int64 and keep.shape == (0,)
 
 
@@ -116,8 +124,16 @@ def test_nms_mask_matches_nms(backend, dtype, iou_threshold, kind):
 def test_nms_mask_degenerate(backend):
     # equal scores (input order decides), identical boxes, zero-area boxes (IoU 0/0 = NaN is
     # never > threshold: they survive), and one box
-    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [5.0, 5.0, 5.0, 5.0],
-                          [5.0, 5.0, 5.0, 5.0], [0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 9.0]])
+    boxes = torch.tensor(
+        [
+            [0.0, 0.0, 10.0, 10.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [5.0, 5.0, 5.0, 5.0],
+            [5.0, 5.0, 5.0, 5.0],
+            [0.0, 0.0, 10.0, 10.0],
+            [20.0, 0.0, 30.0, 9.0],
+        ]
+    )
     scores = torch.tensor([0.5, 0.5, 0.5, 0.9, 0.7, 0.5])
     mask = ops.nms_mask(boxes, scores, 0.5)
     assert mask.tolist() == [False, False, True, True, True, True]
@@ -134,10 +150,12 @@ def test_batched_nms_mask_matches_batched_nms(backend):
     idxs = torch.randint(0, 4, (400,), generator=gen)
     mask = ops.batched_nms_mask(boxes, scores, idxs, 0.5)
     assert mask.shape == (400,)
-    assert torch.equal(mask_to_keep(mask, scores),
-                       torchvision.ops.batched_nms(boxes, scores, idxs, 0.5))
-    empty = ops.batched_nms_mask(torch.zeros(0, 4), torch.zeros(0),
-                                 torch.zeros(0, dtype=torch.int64), 0.5)
+    assert torch.equal(
+        mask_to_keep(mask, scores), torchvision.ops.batched_nms(boxes, scores, idxs, 0.5)
+    )
+    empty = ops.batched_nms_mask(
+        torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, dtype=torch.int64), 0.5
+    )
     assert empty.shape == (0,) and empty.dtype == torch.bool
 
 

@@ -18,13 +18,24 @@ def test_matches_torchvision(backend, dtype, spatial_scale, sampling_ratio, alig
     x = torch.randn(2, 4, 12, 15, generator=gen, dtype=dtype)
     rois = make_rois(24, 2, 12, 15, spatial_scale, dtype, gen)
     for output_size in [(3, 4), 7]:
-        expected = torchvision.ops.roi_align(x, rois, output_size, spatial_scale,
-                                             sampling_ratio, aligned)
+        expected = torchvision.ops.roi_align(
+            x, rois, output_size, spatial_scale, sampling_ratio, aligned
+        )
         weight = torch.randn(expected.shape, generator=gen, dtype=dtype)
-        out, grad = grads(lambda t, size=output_size: ops.roi_align(t, rois, size, spatial_scale,
-                                                  sampling_ratio, aligned), x, weight)
-        ref_out, ref_grad = grads(lambda t, size=output_size: torchvision.ops.roi_align(
-            t, rois, size, spatial_scale, sampling_ratio, aligned), x, weight)
+        out, grad = grads(
+            lambda t, size=output_size: ops.roi_align(
+                t, rois, size, spatial_scale, sampling_ratio, aligned
+            ),
+            x,
+            weight,
+        )
+        ref_out, ref_grad = grads(
+            lambda t, size=output_size: torchvision.ops.roi_align(
+                t, rois, size, spatial_scale, sampling_ratio, aligned
+            ),
+            x,
+            weight,
+        )
         assert out.shape == expected.shape and out.dtype == dtype
         torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
@@ -42,8 +53,11 @@ def test_shapes_and_noncontiguous(backend, shape):
     assert not x.is_contiguous() and not rois.is_contiguous()
     weight = torch.randn(10, c, 2, 3, generator=gen)
     out, grad = grads(lambda t: ops.roi_align(t, rois, (2, 3), 0.125, 2, True), x, weight)
-    ref_out, ref_grad = grads(lambda t: torchvision.ops.roi_align(
-        t, rois.contiguous(), (2, 3), 0.125, 2, True), x.contiguous(), weight)
+    ref_out, ref_grad = grads(
+        lambda t: torchvision.ops.roi_align(t, rois.contiguous(), (2, 3), 0.125, 2, True),
+        x.contiguous(),
+        weight,
+    )
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
 
@@ -81,8 +95,9 @@ def test_fallback_matches_compiled(backend):
     rois = make_rois(20, 2, 10, 13, 1.0 / 16, torch.float32, gen)
     weight = torch.randn(20, 5, 7, 7, generator=gen)
     out, grad = grads(lambda t: ops.roi_align(t, rois, 7, 1.0 / 16, 0, False), x, weight)
-    ref_out, ref_grad = grads(lambda t: fallback.roi_align(t, rois, (7, 7), 1.0 / 16, 0, False),
-                              x, weight)
+    ref_out, ref_grad = grads(
+        lambda t: fallback.roi_align(t, rois, (7, 7), 1.0 / 16, 0, False), x, weight
+    )
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
 

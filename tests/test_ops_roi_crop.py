@@ -18,14 +18,19 @@ def reference_crop(x, rois, output_size, spatial_scale, max_pool):
     for roi in rois:
         x1, y1, x2, y2 = (roi[1:] * spatial_scale).tolist()
         theta = torch.tensor(
-            [[[(x2 - x1) / (width - 1), 0.0, (x1 + x2 - width + 1) / (width - 1)],
-              [0.0, (y2 - y1) / (height - 1), (y1 + y2 - height + 1) / (height - 1)]]],
+            [
+                [
+                    [(x2 - x1) / (width - 1), 0.0, (x1 + x2 - width + 1) / (width - 1)],
+                    [0.0, (y2 - y1) / (height - 1), (y1 + y2 - height + 1) / (height - 1)],
+                ]
+            ],
             dtype=x.dtype,
         )
         grid = F.affine_grid(theta, [1, 1, grid_h, grid_w], align_corners=True)
         image = int(roi[0])
-        sampled = F.grid_sample(x[image:image + 1], grid, mode="bilinear",
-                                padding_mode="zeros", align_corners=True)
+        sampled = F.grid_sample(
+            x[image : image + 1], grid, mode="bilinear", padding_mode="zeros", align_corners=True
+        )
         results.append(F.max_pool2d(sampled, 2, 2) if max_pool else sampled)
     return torch.cat(results)
 
@@ -41,15 +46,18 @@ def test_matches_affine_grid_sample(backend, dtype, spatial_scale, max_pool):
         weight = torch.randn(16, 4, *output_size, generator=gen, dtype=torch.float64)
         # the float64 reference; float32 runs see inputs rounded to float32
         ref_out, ref_grad = grads(
-            lambda t, size=output_size: reference_crop(t, rois.to(dtype).double(), size,
-                                                       spatial_scale,
-                                     max_pool),
-            x.to(dtype).double(), weight,
+            lambda t, size=output_size: reference_crop(
+                t, rois.to(dtype).double(), size, spatial_scale, max_pool
+            ),
+            x.to(dtype).double(),
+            weight,
         )
         out, grad = grads(
-            lambda t, size=output_size: ops.roi_crop(t, rois.to(dtype), size, spatial_scale,
-                                                     max_pool),
-            x.to(dtype), weight.to(dtype),
+            lambda t, size=output_size: ops.roi_crop(
+                t, rois.to(dtype), size, spatial_scale, max_pool
+            ),
+            x.to(dtype),
+            weight.to(dtype),
         )
         assert out.shape == (16, 4) + output_size and out.dtype == dtype
         torch.testing.assert_close(out.double(), ref_out, rtol=1e-5, atol=1e-5)
@@ -73,8 +81,9 @@ def test_noncontiguous(backend):
     rois = wide[:, ::2]
     weight = torch.randn(8, 3, 2, 2, generator=gen)
     out, grad = grads(lambda t: ops.roi_crop(t, rois, 2, 0.25), x, weight)
-    ref_out, ref_grad = grads(lambda t: reference_crop(t, rois.contiguous(), (2, 2), 0.25, True),
-                              x.contiguous(), weight)
+    ref_out, ref_grad = grads(
+        lambda t: reference_crop(t, rois.contiguous(), (2, 2), 0.25, True), x.contiguous(), weight
+    )
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
 
@@ -103,8 +112,9 @@ def test_fallback_matches_compiled(backend):
     rois = make_rois(20, 2, 10, 13, 1.0 / 16, torch.float32, gen)
     weight = torch.randn(20, 5, 7, 7, generator=gen)
     out, grad = grads(lambda t: ops.roi_crop(t, rois, 7, 1.0 / 16), x, weight)
-    ref_out, ref_grad = grads(lambda t: fallback.roi_crop(t, rois, (7, 7), 1.0 / 16, True),
-                              x, weight)
+    ref_out, ref_grad = grads(
+        lambda t: fallback.roi_crop(t, rois, (7, 7), 1.0 / 16, True), x, weight
+    )
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)
 

@@ -54,12 +54,14 @@ def test_bins_with_many_cells(backend, output_size):
     # bins of 300+ cells (the compiled kernel then stores argmax as a full plane index)
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 3, 20, 24, generator=gen)
-    rois = torch.tensor([[0.0, 0.0, 0.0, 23.0, 19.0], [1.0, 2.0, 1.0, 22.0, 18.0],
-                         [1.0, 5.0, 5.0, 6.0, 6.0]])
+    rois = torch.tensor(
+        [[0.0, 0.0, 0.0, 23.0, 19.0], [1.0, 2.0, 1.0, 22.0, 18.0], [1.0, 5.0, 5.0, 6.0, 6.0]]
+    )
     weight = torch.randn(3, 3, *ops._checks.pair(output_size), generator=gen)
     out, grad = grads(lambda t: ops.roi_pool(t, rois, output_size, 1.0), x, weight)
-    ref_out, ref_grad = grads(lambda t: torchvision.ops.roi_pool(t, rois, output_size, 1.0),
-                              x, weight)
+    ref_out, ref_grad = grads(
+        lambda t: torchvision.ops.roi_pool(t, rois, output_size, 1.0), x, weight
+    )
     torch.testing.assert_close(out, ref_out, rtol=0, atol=0)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-5, atol=1e-5)
 
@@ -78,7 +80,8 @@ def test_shapes_and_noncontiguous(backend, shape):
     out, grad = grads(lambda t: ops.roi_pool(t, rois, (2, 3), 0.125), x, weight)
     ref_out, ref_grad = grads(
         lambda t: torchvision.ops.roi_pool(t, rois.contiguous(), (2, 3), 0.125),
-        x.contiguous(), weight,
+        x.contiguous(),
+        weight,
     )
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad, ref_grad, rtol=1e-4, atol=1e-4)

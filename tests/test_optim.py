@@ -27,8 +27,9 @@ def test_biases_get_double_lr_and_no_decay():
 
 
 def test_single_bias_lr_with_decay_and_adam():
-    cfg = load_config(None, ["TRAIN.DOUBLE_BIAS", "false", "TRAIN.BIAS_DECAY", "true",
-                             "TRAIN.OPTIMIZER", "adam"])
+    cfg = load_config(
+        None, ["TRAIN.DOUBLE_BIAS", "false", "TRAIN.BIAS_DECAY", "true", "TRAIN.OPTIMIZER", "adam"]
+    )
     optimizer = build_optimizer(_model(), cfg)
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.param_groups[1]["lr"] == cfg.TRAIN.LEARNING_RATE
@@ -36,8 +37,19 @@ def test_single_bias_lr_with_decay_and_adam():
 
 
 def test_warmup_then_step_decay():
-    cfg = load_config(None, ["TRAIN.LR_DECAY_STEPS", "[2, 3]", "TRAIN.LR_DECAY_GAMMA", "0.1",
-                             "TRAIN.WARMUP_ITERS", "4", "TRAIN.WARMUP_FACTOR", "0.2"])
+    cfg = load_config(
+        None,
+        [
+            "TRAIN.LR_DECAY_STEPS",
+            "[2, 3]",
+            "TRAIN.LR_DECAY_GAMMA",
+            "0.1",
+            "TRAIN.WARMUP_ITERS",
+            "4",
+            "TRAIN.WARMUP_FACTOR",
+            "0.2",
+        ],
+    )
     factor = lr_factor(cfg, iters_per_epoch=10)
     assert factor(0) == pytest.approx(0.2)
     assert factor(2) == pytest.approx(0.2 * 0.5 + 0.5)

@@ -11,8 +11,7 @@ from fasterrcnn.engine.rng import capture_rng_state, restore_rng_state
 
 
 def draws(device: torch.device, sampling: torch.Generator) -> list:
-    return [torch.rand(3, device=device).cpu(), torch.rand(3, generator=sampling),
-            torch.rand(3)]
+    return [torch.rand(3, device=device).cpu(), torch.rand(3, generator=sampling), torch.rand(3)]
 
 
 def test_capture_restore_round_trip_through_a_weights_only_file(tmp_path, device):
@@ -31,8 +30,11 @@ def test_capture_restore_round_trip_through_a_weights_only_file(tmp_path, device
 
 def test_cuda_states_without_cuda_are_reported_not_fatal(monkeypatch, caplog):
     sampling = torch.Generator().manual_seed(1)
-    state = {"sampling": sampling.get_state(), "torch": torch.get_rng_state(),
-             "cuda": [torch.zeros(16, dtype=torch.uint8)]}
+    state = {
+        "sampling": sampling.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": [torch.zeros(16, dtype=torch.uint8)],
+    }
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     caplog.set_level(logging.INFO, logger="fasterrcnn.engine.rng")
     restore_rng_state(state, sampling, "run.pth")

@@ -30,10 +30,10 @@ def _run(anchors, per_image, overrides=(), size=(100, 100), seed=0, max_gt=4, dt
 
 
 BASIC_ANCHORS = [
-    [0, 0, 9, 9],      # IoU 100/225 with the gt: neither fg nor bg
-    [0, 0, 19, 19],    # IoU 225/400 = 0.5625: the gt's best anchor, fg although < 0.7
+    [0, 0, 9, 9],  # IoU 100/225 with the gt: neither fg nor bg
+    [0, 0, 19, 19],  # IoU 225/400 = 0.5625: the gt's best anchor, fg although < 0.7
     [50, 50, 69, 69],  # IoU 0: bg
-    [-5, 0, 9, 9],     # crosses x = 0: ignored
+    [-5, 0, 9, 9],  # crosses x = 0: ignored
     [90, 90, 100, 100],  # x2 = 100 is not < width 100: ignored
 ]
 
@@ -59,18 +59,20 @@ def test_allowed_border_admits_crossing_anchor():
 
 def test_ties_all_fg_positive_overlap_and_gt_with_zero_best_ignored():
     anchors = [
-        [0, 10, 19, 29],    # IoU 1/3 with gt 0 (tie)
-        [20, 10, 39, 29],   # IoU 1/3 with gt 0 (tie)
-        [60, 60, 79, 79],   # IoU 0 with all: bg
-        [61, 0, 79, 20],    # IoU 399/420 with gt 1 ([60,0,79,20]) but not its best
-        [60, 0, 79, 20],    # IoU 1 with gt 1
+        [0, 10, 19, 29],  # IoU 1/3 with gt 0 (tie)
+        [20, 10, 39, 29],  # IoU 1/3 with gt 0 (tie)
+        [60, 60, 79, 79],  # IoU 0 with all: bg
+        [61, 0, 79, 20],  # IoU 399/420 with gt 1 ([60,0,79,20]) but not its best
+        [60, 0, 79, 20],  # IoU 1 with gt 1
     ]
     # gt 2 at [90,90,98,98] overlaps no anchor: its best IoU is 0 and must make nothing fg.
     t = _run(anchors, [[[10, 10, 29, 29, 1], [60, 0, 79, 20, 2], [90, 90, 98, 98, 3]]])
     assert t.labels.tolist() == [[1, 1, 0, 1, 1]]
     torch.testing.assert_close(t.bbox_targets[0, 4], torch.zeros(4))
-    torch.testing.assert_close(t.bbox_targets[0, 3], encode_boxes(torch.tensor([61.0, 0, 79, 20]),
-                                                                   torch.tensor([60.0, 0, 79, 20])))
+    torch.testing.assert_close(
+        t.bbox_targets[0, 3],
+        encode_boxes(torch.tensor([61.0, 0, 79, 20]), torch.tensor([60.0, 0, 79, 20])),
+    )
 
 
 def test_clobber_positives():
@@ -128,9 +130,13 @@ def test_padded_gt_rows_change_nothing():
     padded = _run(anchors, [gt], max_gt=6)
     cfg = load_config(None, [])
     junk, _ = _gt([gt + [[50, 50, 69, 69, 3]]], 6)  # a real-looking box past num_boxes
-    junk_out = AnchorTargetLayer.from_config(cfg)(torch.tensor(anchors, dtype=torch.float32), junk,
-                                      torch.tensor([[100.0, 100.0, 1.0]]), torch.tensor([2]),
-                                      _seed(0))
+    junk_out = AnchorTargetLayer.from_config(cfg)(
+        torch.tensor(anchors, dtype=torch.float32),
+        junk,
+        torch.tensor([[100.0, 100.0, 1.0]]),
+        torch.tensor([2]),
+        _seed(0),
+    )
     for other in (padded, junk_out):
         for x, y in zip(ref, other):
             assert torch.equal(x, y)

@@ -7,18 +7,25 @@ from fasterrcnn.config import load_config
 from fasterrcnn.rpn import ProposalLayer, clip_boxes, decode_boxes
 
 # With zero deltas a box decodes to [x1, y1, x2 + 1, y2 + 1] (the reference decode).
-ANCHORS = torch.tensor([
-    [0, 0, 29, 29],      # A0 -> [0,0,30,30]
-    [1, 1, 30, 30],      # A1 -> [1,1,31,31]: IoU 841/959 = 0.88 with A0
-    [50, 0, 79, 29],     # A2
-    [0, 50, 9, 59],      # A3 -> [0,50,10,60]: 11 pixels (+1 widths)
-    [90, 90, 119, 119],  # A4 -> clipped to [90,90,99,99]: 10 pixels
-    [50, 50, 79, 79],    # A5
-], dtype=torch.float32)
+ANCHORS = torch.tensor(
+    [
+        [0, 0, 29, 29],  # A0 -> [0,0,30,30]
+        [1, 1, 30, 30],  # A1 -> [1,1,31,31]: IoU 841/959 = 0.88 with A0
+        [50, 0, 79, 29],  # A2
+        [0, 50, 9, 59],  # A3 -> [0,50,10,60]: 11 pixels (+1 widths)
+        [90, 90, 119, 119],  # A4 -> clipped to [90,90,99,99]: 10 pixels
+        [50, 50, 79, 79],  # A5
+    ],
+    dtype=torch.float32,
+)
 SCORES = torch.tensor([0.9, 0.95, 0.3, 0.99, 0.5, 0.6])
 DECODED = {
-    0: [0, 0, 30, 30], 1: [1, 1, 31, 31], 2: [50, 0, 80, 30], 3: [0, 50, 10, 60],
-    4: [90, 90, 99, 99], 5: [50, 50, 80, 80],
+    0: [0, 0, 30, 30],
+    1: [1, 1, 31, 31],
+    2: [50, 0, 80, 30],
+    3: [0, 50, 10, 60],
+    4: [90, 90, 99, 99],
+    5: [50, 50, 80, 80],
 }
 
 

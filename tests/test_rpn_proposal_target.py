@@ -23,7 +23,7 @@ def _inputs(rois_per_image, gts_per_image, pad_rois=2, pad_gt=1, dtype=torch.flo
     for b, (r, x) in enumerate(zip(rois_per_image, gts_per_image)):
         rois[b, :, 0] = b
         if junk is not None:
-            rois[b, len(r):, 1:] = torch.tensor(junk, dtype=dtype)
+            rois[b, len(r) :, 1:] = torch.tensor(junk, dtype=dtype)
         if r:
             rois[b, : len(r), 1:] = torch.tensor(r, dtype=dtype)
         if x:
@@ -45,8 +45,14 @@ def _boxes_within(rois, allowed):
 
 def test_hand_targets_normalised_by_stds_and_gt_appended():
     inputs = _inputs([[P1, P2] + BG + IGNORED], [[GT + [3]]])
-    cfg = ["TRAIN.BATCH_SIZE", "8", "TRAIN.FG_FRACTION", "0.5",
-           "TRAIN.BBOX_INSIDE_WEIGHTS", "[1.0, 0.5, 2.0, 0.25]"]
+    cfg = [
+        "TRAIN.BATCH_SIZE",
+        "8",
+        "TRAIN.FG_FRACTION",
+        "0.5",
+        "TRAIN.BBOX_INSIDE_WEIGHTS",
+        "[1.0, 0.5, 2.0, 0.25]",
+    ]
     rois, labels, targets, inside, outside = _run(cfg, *inputs)
     assert rois.shape == (1, 8, 5) and labels.shape == (1, 8) and labels.dtype == torch.int64
     # Three fg candidates (P1, P2 and the appended gt), quota 4: all three, first.
@@ -91,8 +97,9 @@ def test_fg_fraction_and_thresholds():
 def test_labels_from_the_best_gt():
     gts = [GT + [3], [60, 60, 99, 99, 1]]
     rois, num_rois, gt, num_boxes = _inputs([[P1, [61, 60, 99, 99]] + BG], [gts])
-    out_rois, labels, _, _, _ = _run(["TRAIN.BATCH_SIZE", "8", "TRAIN.FG_FRACTION", "0.5"],
-                                     rois, num_rois, gt, num_boxes)
+    out_rois, labels, _, _, _ = _run(
+        ["TRAIN.BATCH_SIZE", "8", "TRAIN.FG_FRACTION", "0.5"], rois, num_rois, gt, num_boxes
+    )
     for i in range(4):
         box = out_rois[0, i, 1:]
         expected = 3 if box[0] < 55 else 1
@@ -113,8 +120,9 @@ def test_padded_proposals_and_gt_rows_are_not_candidates():
     # Rows past num_rois hold a box identical to the gt; past num_boxes another gt-like box.
     rois, num_rois, gt, num_boxes = _inputs([BG], [[GT + [4]]], pad_rois=5, junk=GT)
     gt[0, 1] = torch.tensor([60.0, 60, 99, 99, 2])
-    _, labels, _, _, _ = _run(["TRAIN.BATCH_SIZE", "8", "TRAIN.FG_FRACTION", "0.5"],
-                              rois, num_rois, gt, num_boxes)
+    _, labels, _, _, _ = _run(
+        ["TRAIN.BATCH_SIZE", "8", "TRAIN.FG_FRACTION", "0.5"], rois, num_rois, gt, num_boxes
+    )
     assert int((labels > 0).sum()) == 1
 
 
@@ -136,7 +144,8 @@ def test_short_bg_sampled_with_replacement():
 def test_image_without_gt_is_all_bg():
     inputs = _inputs([BG + IGNORED], [[]])
     rois, labels, targets, inside, outside = _run(
-        ["TRAIN.BATCH_SIZE", "8", "TRAIN.BG_THRESH_LO", "0.0"], *inputs)
+        ["TRAIN.BATCH_SIZE", "8", "TRAIN.BG_THRESH_LO", "0.0"], *inputs
+    )
     assert (labels == 0).all() and (targets == 0).all()
     assert (inside == 0).all() and (outside == 0).all()
     assert _boxes_within(rois[0, :, 1:], BG + IGNORED)
@@ -159,8 +168,11 @@ def test_no_candidates_at_all_gives_zero_rows():
 
 
 def test_batch_shapes_index_column_dtype_and_seed():
-    inputs = _inputs([_shifted(5) + _bg_boxes(20), BG], [[GT + [2]], [GT + [3], [0, 0, 9, 9, 1]]],
-                     dtype=torch.float64)
+    inputs = _inputs(
+        [_shifted(5) + _bg_boxes(20), BG],
+        [[GT + [2]], [GT + [3], [0, 0, 9, 9, 1]]],
+        dtype=torch.float64,
+    )
     cfg = ["TRAIN.BATCH_SIZE", "16"]
     a = _run(cfg, *inputs, seed=1)
     b = _run(cfg, *inputs, seed=1)

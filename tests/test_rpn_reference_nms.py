@@ -67,13 +67,25 @@ def _inputs(seed: int, batch: int = 2, height: int = 12, width: int = 16):
     deltas = torch.randn(batch, n, 4, generator=gen, dtype=torch.float64) * 0.3
     far = torch.rand(batch, n, generator=gen) < 0.1
     deltas[..., 0] = torch.where(far, deltas[..., 0] * 40, deltas[..., 0])
-    im_info = torch.tensor([[height * 16.0, width * 16.0, 1.0], [height * 14.0, width * 15.0, 1.2]],
-                           dtype=torch.float64)[:batch]
+    im_info = torch.tensor(
+        [[height * 16.0, width * 16.0, 1.0], [height * 14.0, width * 15.0, 1.2]],
+        dtype=torch.float64,
+    )[:batch]
     return scores, deltas, anchors, im_info
 
 
-REFERENCE = ["REFERENCE_NMS", "true", "TRAIN.RPN_MIN_SIZE", "0", "TRAIN.RPN_PRE_NMS_TOP_N", "1200",
-             "TRAIN.RPN_POST_NMS_TOP_N", "300", "TRAIN.RPN_NMS_THRESH", "0.7"]
+REFERENCE = [
+    "REFERENCE_NMS",
+    "true",
+    "TRAIN.RPN_MIN_SIZE",
+    "0",
+    "TRAIN.RPN_PRE_NMS_TOP_N",
+    "1200",
+    "TRAIN.RPN_POST_NMS_TOP_N",
+    "300",
+    "TRAIN.RPN_NMS_THRESH",
+    "0.7",
+]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -81,8 +93,9 @@ def test_reference_mode_equals_faster_rcnn_pytorch_box_for_box(seed):
     scores, deltas, anchors, im_info = _inputs(seed)
     layer = ProposalLayer.from_config(load_config(None, REFERENCE))
     rois, num = layer(scores, deltas, anchors, im_info, True)
-    expected, counts = _reference_proposals(scores.numpy(), deltas.numpy(), anchors.numpy(),
-                                            im_info.numpy(), 1200, 300, 0.7)
+    expected, counts = _reference_proposals(
+        scores.numpy(), deltas.numpy(), anchors.numpy(), im_info.numpy(), 1200, 300, 0.7
+    )
     assert num.tolist() == counts
     # The same boxes in the same order (decode rounding aside).
     torch.testing.assert_close(rois, torch.from_numpy(expected), rtol=0.0, atol=1e-9)
@@ -96,9 +109,11 @@ def test_default_mode_differs_and_drops_zero_area_boxes():
     scores, deltas, anchors, im_info = _inputs(0)
     default = ["REFERENCE_NMS", "false"] + REFERENCE[2:]
     rois, num = ProposalLayer.from_config(load_config(None, default))(
-        scores, deltas, anchors, im_info, True)
+        scores, deltas, anchors, im_info, True
+    )
     reference, _ = ProposalLayer.from_config(load_config(None, REFERENCE))(
-        scores, deltas, anchors, im_info, True)
+        scores, deltas, anchors, im_info, True
+    )
     assert not torch.equal(rois, reference)
     for b in range(2):
         kept = rois[b, : int(num[b]), 1:]

@@ -23,16 +23,30 @@ from fasterrcnn.eval import voc_evaluate
 
 def _set_args(data_dir):
     values = tiny_overrides(data_dir)
-    return ["--set"] + [str(v).replace("'", "") if not isinstance(v, list) else str(v)
-                        for v in values]
+    return ["--set"] + [
+        str(v).replace("'", "") if not isinstance(v, list) else str(v) for v in values
+    ]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_data_dir, one_thread):
     """A checkpoint of 6 iterations of the tiny shapes model, made by trainval_net."""
     save_dir = tmp_path_factory.mktemp("models")
-    argv = ["--dataset", "shapes", "--save_dir", str(save_dir), "--max_iters", "6", "--quiet",
-            "--device", "cpu", "--s", "3", "--bs", "2"] + _set_args(tiny_data_dir)
+    argv = [
+        "--dataset",
+        "shapes",
+        "--save_dir",
+        str(save_dir),
+        "--max_iters",
+        "6",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--s",
+        "3",
+        "--bs",
+        "2",
+    ] + _set_args(tiny_data_dir)
     assert trainval_net.main(argv) == 0
     path = save_dir / "res18" / "shapes" / "faster_rcnn_3_1_6.pth"
     assert path.is_file()
@@ -40,18 +54,49 @@ def trained(tmp_path_factory, tiny_data_dir, one_thread):
 
 
 def test_trainval_net_resume_flag(trained, tmp_path):
-    argv = ["--dataset", "shapes", "--save_dir", trained["save_dir"], "--r", "--checksession", "3",
-            "--checkepoch", "1", "--checkpoint", "6", "--max_iters", "7", "--quiet", "--s", "3",
-            "--bs", "2"] + _set_args(trained["data_dir"])
+    argv = [
+        "--dataset",
+        "shapes",
+        "--save_dir",
+        trained["save_dir"],
+        "--r",
+        "--checksession",
+        "3",
+        "--checkepoch",
+        "1",
+        "--checkpoint",
+        "6",
+        "--max_iters",
+        "7",
+        "--quiet",
+        "--s",
+        "3",
+        "--bs",
+        "2",
+    ] + _set_args(trained["data_dir"])
     assert trainval_net.main(argv) == 0
-    assert os.path.isfile(os.path.join(trained["save_dir"], "res18", "shapes",
-                                       "faster_rcnn_3_1_7.pth"))
+    assert os.path.isfile(
+        os.path.join(trained["save_dir"], "res18", "shapes", "faster_rcnn_3_1_7.pth")
+    )
 
 
 def test_test_net_scores_and_saves(trained, tmp_path):
     out = tmp_path / "out"
-    assert test_net.main(["--checkpoint_path", trained["checkpoint"], "--output_dir", str(out),
-                          "--vis", "--quiet", "--vis_thresh", "0.0"]) == 0
+    assert (
+        test_net.main(
+            [
+                "--checkpoint_path",
+                trained["checkpoint"],
+                "--output_dir",
+                str(out),
+                "--vis",
+                "--quiet",
+                "--vis_thresh",
+                "0.0",
+            ]
+        )
+        == 0
+    )
     results = json.loads((out / "shapes_test" / "results.json").read_text())
     assert results["use_07_metric"] is True
     assert set(results["ap"]) == {"circle", "square", "triangle", "star", "cross"}
@@ -69,8 +114,21 @@ def test_test_net_scores_and_saves(trained, tmp_path):
 
 
 def test_test_net_triple_and_missing_checkpoint(trained, tmp_path):
-    argv = ["--load_dir", trained["save_dir"], "--dataset", "shapes", "--net", "res18",
-            "--checksession", "3", "--checkepoch", "1", "--output_dir", str(tmp_path), "--quiet"]
+    argv = [
+        "--load_dir",
+        trained["save_dir"],
+        "--dataset",
+        "shapes",
+        "--net",
+        "res18",
+        "--checksession",
+        "3",
+        "--checkepoch",
+        "1",
+        "--output_dir",
+        str(tmp_path),
+        "--quiet",
+    ]
     assert test_net.main(argv + ["--checkpoint", "6"]) == 0
     with pytest.raises(FileNotFoundError, match="faster_rcnn_3_1_99.pth"):
         test_net.main(argv + ["--checkpoint", "99"])
@@ -84,8 +142,21 @@ def test_demo_writes_images_and_json(trained, tmp_path):
         (images / jpeg.name).write_bytes(jpeg.read_bytes())
     (images / "notes.txt").write_text("not an image")
     out = tmp_path / "out"
-    assert demo.main(["--image_dir", str(images), "--output_dir", str(out),
-                      "--checkpoint_path", trained["checkpoint"], "--thresh", "0.0"]) == 0
+    assert (
+        demo.main(
+            [
+                "--image_dir",
+                str(images),
+                "--output_dir",
+                str(out),
+                "--checkpoint_path",
+                trained["checkpoint"],
+                "--thresh",
+                "0.0",
+            ]
+        )
+        == 0
+    )
     detector = Detector.from_checkpoint(trained["checkpoint"], device="cpu")
     for jpeg in jpegs:
         drawn = cv2.imread(str(out / f"{jpeg.stem}_det.jpg"))
@@ -95,10 +166,12 @@ def test_demo_writes_images_and_json(trained, tmp_path):
         # the JSON holds the detector's own detections of that image, rounded
         expected = detector.predict(str(jpeg), score_thresh=0.0)
         assert len(record["detections"]) == len(expected["boxes"]) > 0
-        np.testing.assert_allclose([d["box"] for d in record["detections"]], expected["boxes"],
-                                   atol=0.006)
-        np.testing.assert_allclose([d["score"] for d in record["detections"]],
-                                   expected["scores"], atol=6e-5)
+        np.testing.assert_allclose(
+            [d["box"] for d in record["detections"]], expected["boxes"], atol=0.006
+        )
+        np.testing.assert_allclose(
+            [d["score"] for d in record["detections"]], expected["scores"], atol=6e-5
+        )
         assert [d["class_name"] for d in record["detections"]] == expected["class_names"]
     assert len(list(out.iterdir())) == 4
 

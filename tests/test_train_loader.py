@@ -15,8 +15,9 @@ from fasterrcnn.engine.training_run import build_training_run
 def _epochs(cfg, workers: int):
     """Batches of epoch 0 cut after 3 (as MAX_ITERS cuts it), resumed at 3, then epoch 1."""
     imdb, roidb, ratio_list, ratio_index = combined_roidb(cfg.DATASET.TRAIN, cfg, True)
-    loader = build_train_loader(cfg, roidb, ratio_list, ratio_index, batch_size=2,
-                                num_workers=workers, seed=1)
+    loader = build_train_loader(
+        cfg, roidb, ratio_list, ratio_index, batch_size=2, num_workers=workers, seed=1
+    )
     assert loader.persistent_workers == (workers > 0) and not loader.pin_memory
     seen = []
     for start, epoch, stop in ((0, 0, 3), (3, 0, None), (0, 1, None)):

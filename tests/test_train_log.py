@@ -43,12 +43,20 @@ def test_format_eta():
 
 
 def test_format_line():
-    line = format_line("[session 1][epoch 2][iter 20/600]",
-                       {"rpn_cls": 0.12345, "rcnn_box": 0.5, "loss": 1.25}, 0.02, 0.0031,
-                       0.2514, 15.84, 602)
-    assert line == ("[session 1][epoch 2][iter 20/600] loss 1.2500 (rpn_cls 0.1235, "
-                    "rcnn_box 0.5000), lr 2.00e-02, data 0.003 s, compute 0.251 s, "
-                    "15.8 img/s, eta 0:10:02")
+    line = format_line(
+        "[session 1][epoch 2][iter 20/600]",
+        {"rpn_cls": 0.12345, "rcnn_box": 0.5, "loss": 1.25},
+        0.02,
+        0.0031,
+        0.2514,
+        15.84,
+        602,
+    )
+    assert line == (
+        "[session 1][epoch 2][iter 20/600] loss 1.2500 (rpn_cls 0.1235, "
+        "rcnn_box 0.5000), lr 2.00e-02, data 0.003 s, compute 0.251 s, "
+        "15.8 img/s, eta 0:10:02"
+    )
 
 
 def test_flush_gives_every_step_to_listeners_and_logs_medians(caplog):
@@ -66,8 +74,10 @@ def test_flush_gives_every_step_to_listeners_and_logs_medians(caplog):
     assert log.medians() == {"rpn_cls": 0.5, "loss": 4.0}  # median of 2, 10, 4
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 2
-    assert lines[1] == ("[iter 4] loss 4.0000 (rpn_cls 0.5000), lr 4.00e-02, data 0.100 s, "
-                        "compute 0.300 s, 10.0 img/s, eta 0:00:04")
+    assert lines[1] == (
+        "[iter 4] loss 4.0000 (rpn_cls 0.5000), lr 4.00e-02, data 0.100 s, "
+        "compute 0.300 s, 10.0 img/s, eta 0:00:04"
+    )
 
 
 def test_skipped_batches_count_time_but_no_losses():
@@ -103,18 +113,25 @@ def test_terminal_gets_a_bar_a_redirected_stream_plain_lines(caplog):
     assert not TrainingLog(interval=1, progress=False, stream=FakeTerminal()).uses_bar()
 
 
-def test_trainer_off_a_terminal_logs_plain_lines_and_no_progress_frames(tmp_path, caplog,
-                                                                         capsys):
+def test_trainer_off_a_terminal_logs_plain_lines_and_no_progress_frames(tmp_path, caplog, capsys):
     """Under pytest stderr is captured (not a terminal): no tqdm frame may reach it."""
     caplog.set_level(logging.INFO, logger="fasterrcnn.engine.trainer")
     batches = stub_batches(6)
     options = TrainOptions(save_dir=str(tmp_path), disp_interval=3, progress=True)
-    trainer = Trainer(stub_cfg(), StubDetector(), lambda epoch, start: batches[start:], 6,
-                      ("__background__", "a"), options)
+    trainer = Trainer(
+        stub_cfg(),
+        StubDetector(),
+        lambda epoch, start: batches[start:],
+        6,
+        ("__background__", "a"),
+        options,
+    )
     trainer.train()
     captured = capsys.readouterr()
     assert "\r" not in captured.err and "it/s" not in captured.err
     lines = [r.getMessage() for r in caplog.records if "eta" in r.getMessage()]
     assert [line.split(" loss")[0] for line in lines] == [
-        "[session 1][epoch 1][iter 3/6]", "[session 1][epoch 1][iter 6/6]"]
+        "[session 1][epoch 1][iter 3/6]",
+        "[session 1][epoch 1][iter 6/6]",
+    ]
     assert "lr 1.00e-03" in lines[0] and "img/s" in lines[0]

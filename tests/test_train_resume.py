@@ -13,8 +13,9 @@ from fasterrcnn.engine.training_run import build_training_run
 
 def _run(cfg, save_dir, max_iters, resume=None, device="cpu", noise=False):
     cfg = apply_overrides(cfg, ["TRAIN.MAX_ITERS", max_iters])
-    trainer = build_training_run(cfg, output_dir=str(save_dir), progress=False, resume=resume,
-                                 device=str(device))
+    trainer = build_training_run(
+        cfg, output_dir=str(save_dir), progress=False, resume=resume, device=str(device)
+    )
     if noise:
         _draw_from_device_rng(trainer, torch.device(device))
     path = trainer.train()
@@ -46,8 +47,7 @@ def test_stop_and_resume_gives_identical_weights(tiny_cfg, tmp_path, one_thread,
     straight, _ = _run(cfg, tmp_path / "straight", total, device=device, noise=True)
     straight_rng = _device_rng_state(device)
     _, half_path = _run(cfg, tmp_path / "split", total // 2, device=device, noise=True)
-    resumed, _ = _run(cfg, tmp_path / "split2", total, resume=half_path, device=device,
-                      noise=True)
+    resumed, _ = _run(cfg, tmp_path / "split2", total, resume=half_path, device=device, noise=True)
     assert torch.equal(_device_rng_state(device), straight_rng)
     assert straight.state.global_step == resumed.state.global_step == total
     a, b = straight.model.state_dict(), resumed.model.state_dict()
@@ -60,9 +60,12 @@ def test_stop_and_resume_gives_identical_weights(tiny_cfg, tmp_path, one_thread,
     assert torch.equal(straight.model.generator.get_state(), resumed.model.generator.get_state())
     opt_a, opt_b = straight.optimizer.state_dict(), resumed.optimizer.state_dict()
     for pid, state in opt_a["state"].items():
-        torch.testing.assert_close(state["momentum_buffer"], opt_b["state"][pid]["momentum_buffer"],
-                                   rtol=1e-4 if device.type == "cuda" else 0,
-                                   atol=1e-6 if device.type == "cuda" else 0)
+        torch.testing.assert_close(
+            state["momentum_buffer"],
+            opt_b["state"][pid]["momentum_buffer"],
+            rtol=1e-4 if device.type == "cuda" else 0,
+            atol=1e-6 if device.type == "cuda" else 0,
+        )
 
 
 @pytest.mark.slow

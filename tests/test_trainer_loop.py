@@ -26,10 +26,12 @@ CLASSES = ("__background__", "a")
 def stub_trainer(tmp_path, device, cfg=None, amp=None, poison_at=None, iters=ITERS):
     model = StubDetector(poison_at).to(device)
     batches = stub_batches(iters, device)
-    options = TrainOptions(save_dir=str(tmp_path), device=str(device), disp_interval=INTERVAL,
-                           amp=amp, progress=False)
-    return Trainer(cfg or stub_cfg(), model, lambda epoch, start: batches[start:], iters,
-                   CLASSES, options)
+    options = TrainOptions(
+        save_dir=str(tmp_path), device=str(device), disp_interval=INTERVAL, amp=amp, progress=False
+    )
+    return Trainer(
+        cfg or stub_cfg(), model, lambda epoch, start: batches[start:], iters, CLASSES, options
+    )
 
 
 def test_counter_sees_host_reads(monkeypatch):
@@ -39,10 +41,12 @@ def test_counter_sees_host_reads(monkeypatch):
     assert counter.calls == ["item", "tolist", "__bool__", "__float__"]
 
 
-@pytest.mark.parametrize("policy,amp", [("stop", None), ("skip", None), ("stop", "bf16"),
-                                        ("stop", "fp16")])
-def test_one_host_read_per_iteration_and_one_per_display_interval(tmp_path, monkeypatch, device,
-                                                                  policy, amp):
+@pytest.mark.parametrize(
+    "policy,amp", [("stop", None), ("skip", None), ("stop", "bf16"), ("stop", "fp16")]
+)
+def test_one_host_read_per_iteration_and_one_per_display_interval(
+    tmp_path, monkeypatch, device, policy, amp
+):
     """The step reads back one flag pair; the log reads the pending losses every INTERVAL.
     (float16 autocast and its GradScaler exist on the CPU too.)"""
     trainer = stub_trainer(tmp_path, device, stub_cfg("TRAIN.NONFINITE_POLICY", policy), amp)
@@ -77,8 +81,9 @@ def test_non_finite_loss_stops_with_the_images(tmp_path, device):
 
 
 def test_non_finite_loss_skip_leaves_weights_and_buffers(tmp_path, device):
-    trainer = stub_trainer(tmp_path, device, stub_cfg("TRAIN.NONFINITE_POLICY", "skip"),
-                           poison_at=2)
+    trainer = stub_trainer(
+        tmp_path, device, stub_cfg("TRAIN.NONFINITE_POLICY", "skip"), poison_at=2
+    )
     batches = stub_batches(3, device)
     trainer._train_step(batches[0])
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
@@ -132,8 +137,10 @@ def test_cpu_capability_matches_the_convolution_path():
     from torch.profiler import ProfilerActivity, profile
 
     conv = torch.nn.Conv2d(3, 4, 3)
-    with profile(activities=[ProfilerActivity.CPU]) as prof, \
-            torch.autocast("cpu", dtype=torch.bfloat16):
+    with (
+        profile(activities=[ProfilerActivity.CPU]) as prof,
+        torch.autocast("cpu", dtype=torch.bfloat16),
+    ):
         conv(torch.randn(1, 3, 8, 8))
     slow = any("slow_conv2d" in event.key for event in prof.key_averages())
     assert slow == (not amp.cpu_has_fast(torch.bfloat16))

@@ -12,8 +12,11 @@ def _image():
 
 
 def _detections(label=1, score=0.93):
-    return dict(boxes=np.array([[20.0, 25.0, 50.0, 55.0]]), scores=np.array([score]),
-                labels=np.array([label]))
+    return dict(
+        boxes=np.array([[20.0, 25.0, 50.0, 55.0]]),
+        scores=np.array([score]),
+        labels=np.array([label]),
+    )
 
 
 def test_draws_box_edges_on_a_copy():
@@ -49,8 +52,9 @@ def test_colour_per_class_is_stable_and_distinct():
 def test_torch_inputs_match_numpy():
     det = _detections()
     as_torch = {k: torch.from_numpy(v) for k, v in det.items()}
-    np.testing.assert_array_equal(draw_detections(_image(), det),
-                                  draw_detections(_image(), as_torch))
+    np.testing.assert_array_equal(
+        draw_detections(_image(), det), draw_detections(_image(), as_torch)
+    )
 
 
 def test_names_change_the_label_and_threshold_hides_boxes():

@@ -11,8 +11,17 @@ from fasterrcnn.config import load_config
 
 LOSSES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
-HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__",
-              "nonzero")
+HOST_READS = (
+    "item",
+    "tolist",
+    "cpu",
+    "numpy",
+    "__bool__",
+    "__float__",
+    "__int__",
+    "__index__",
+    "nonzero",
+)
 """Tensor methods that read device memory back to the host (a synchronisation on CUDA)."""
 
 
@@ -43,9 +52,16 @@ class StubDetector(nn.Module):
 def stub_batches(count: int, device: torch.device = torch.device("cpu")) -> List[tuple]:
     """``count`` loader batches ``(im_data (2,3,8,8), im_info, gt_boxes, num_boxes, ids)``."""
     gen = torch.Generator().manual_seed(3)
-    return [(torch.rand(2, 3, 8, 8, generator=gen).to(device), torch.ones(2, 3, device=device),
-             torch.zeros(2, 5, 5, device=device), torch.ones(2, dtype=torch.long, device=device),
-             [f"img{i}a.jpg", f"img{i}b.jpg"]) for i in range(count)]
+    return [
+        (
+            torch.rand(2, 3, 8, 8, generator=gen).to(device),
+            torch.ones(2, 3, device=device),
+            torch.zeros(2, 5, 5, device=device),
+            torch.ones(2, dtype=torch.long, device=device),
+            [f"img{i}a.jpg", f"img{i}b.jpg"],
+        )
+        for i in range(count)
+    ]
 
 
 def stub_cfg(*overrides):
@@ -66,6 +82,7 @@ class HostReadCounter:
         def method(tensor, *args, **kwargs):
             self.calls.append(name)
             return original(tensor, *args, **kwargs)
+
         return method
 
     def reset(self) -> None:

@@ -31,8 +31,9 @@ from fasterrcnn.engine.optim import build_optimizer
 from fasterrcnn.model import build_model
 
 LOG = logging.getLogger("bench_data")
-DEFAULT_CFG = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "cfgs",
-                           "shapes.yml")
+DEFAULT_CFG = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), os.pardir, "cfgs", "shapes.yml"
+)
 
 
 def loader_rate(loader: Iterable, batches: int) -> Tuple[float, float, int]:
@@ -49,8 +50,9 @@ def loader_rate(loader: Iterable, batches: int) -> Tuple[float, float, int]:
     return first, images / max(elapsed, 1e-9), images
 
 
-def train_rate(cfg: Config, num_classes: int, batches: Sequence,
-               warmup: int) -> Tuple[float, float]:
+def train_rate(
+    cfg: Config, num_classes: int, batches: Sequence, warmup: int
+) -> Tuple[float, float]:
     """(images/s, median seconds per step) of training steps on ``batches`` after ``warmup``
     untimed steps; the optimizer is the config's (``build_optimizer``)."""
     torch.manual_seed(cfg.RNG_SEED)
@@ -74,12 +76,17 @@ def train_rate(cfg: Config, num_classes: int, batches: Sequence,
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cfg", default=DEFAULT_CFG, help="config file (default shapes.yml)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY VALUE",
-                        help="config overrides")
-    parser.add_argument("--data-dir", default=None,
-                        help="DATA_DIR (default: a temporary directory; shapes is generated)")
-    parser.add_argument("--bs", type=int, default=None, help="images per batch "
-                        "(default TRAIN.IMS_PER_BATCH)")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY VALUE", help="config overrides"
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="DATA_DIR (default: a temporary directory; shapes is generated)",
+    )
+    parser.add_argument(
+        "--bs", type=int, default=None, help="images per batch (default TRAIN.IMS_PER_BATCH)"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batches", type=int, default=30, help="timed loader batches")
     parser.add_argument("--train-iters", type=int, default=5, help="timed training steps")
@@ -94,13 +101,23 @@ def main(argv: Optional[List[str]] = None) -> None:
         batch_size = args.bs or cfg.TRAIN.IMS_PER_BATCH
         start = time.perf_counter()
         imdb, roidb, ratio_list, ratio_index = combined_roidb(cfg.DATASET.TRAIN, cfg, True)
-        LOG.info("%s: %d roidb entries ready in %.1f s", cfg.DATASET.TRAIN, len(roidb),
-                 time.perf_counter() - start)
+        LOG.info(
+            "%s: %d roidb entries ready in %.1f s",
+            cfg.DATASET.TRAIN,
+            len(roidb),
+            time.perf_counter() - start,
+        )
 
         def loader(workers: int):
-            return build_train_loader(cfg, roidb, ratio_list, ratio_index,
-                                      batch_size=batch_size, num_workers=workers,
-                                      seed=cfg.RNG_SEED)
+            return build_train_loader(
+                cfg,
+                roidb,
+                ratio_list,
+                ratio_index,
+                batch_size=batch_size,
+                num_workers=workers,
+                seed=cfg.RNG_SEED,
+            )
 
         rows = []
         for workers in args.workers:
@@ -111,16 +128,22 @@ def main(argv: Optional[List[str]] = None) -> None:
         batches = [b for _, b in zip(range(args.train_iters + warmup), loader(0))]
         step_rate, step_s = train_rate(cfg, imdb.num_classes, batches, warmup)
     shape = tuple(batches[0][0].shape)
-    print(f"### training loader vs training step: {os.path.basename(args.cfg)} ({cfg.NET}, "
-          f"{imdb.name}), batch {batch_size}, first batch {shape}, "
-          f"torch threads {torch.get_num_threads()}\n")
+    print(
+        f"### training loader vs training step: {os.path.basename(args.cfg)} ({cfg.NET}, "
+        f"{imdb.name}), batch {batch_size}, first batch {shape}, "
+        f"torch threads {torch.get_num_threads()}\n"
+    )
     print("| source | images/s | first batch (s) | loader / step |")
     print("|---|---:|---:|---:|")
     for workers, first, rate, images in rows:
-        print(f"| loader, {workers} workers ({images} images) | {rate:.1f} | {first:.2f} | "
-              f"{rate / step_rate:.1f}x |")
-    print(f"| training step ({len(batches) - warmup} steps, median {step_s:.2f} s) | "
-          f"{step_rate:.1f} | - | 1.0x |")
+        print(
+            f"| loader, {workers} workers ({images} images) | {rate:.1f} | {first:.2f} | "
+            f"{rate / step_rate:.1f}x |"
+        )
+    print(
+        f"| training step ({len(batches) - warmup} steps, median {step_s:.2f} s) | "
+        f"{step_rate:.1f} | - | 1.0x |"
+    )
 
 
 if __name__ == "__main__":

@@ -66,11 +66,22 @@ LOG = logging.getLogger("bench_model")
 CFG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "cfgs")
 NUM_CLASSES = 21
 """VOC: 20 classes and the background."""
-GT_BOXES = ((48.0, 64.0, 300.0, 400.0, 3.0), (350.0, 120.0, 700.0, 380.0, 7.0),
-            (500.0, 300.0, 620.0, 560.0, 12.0))
+GT_BOXES = (
+    (48.0, 64.0, 300.0, 400.0, 3.0),
+    (350.0, 120.0, 700.0, 380.0, 7.0),
+    (500.0, 300.0, 620.0, 560.0, 12.0),
+)
 """A few ground-truth boxes ``[x1, y1, x2, y2, class]`` (pixels of a 600x800 image)."""
-STAGES = ("backbone", "rpn + proposal layer", "target layers", "roi pooling", "head",
-          "losses + other", "postprocess", "backward + step")
+STAGES = (
+    "backbone",
+    "rpn + proposal layer",
+    "target layers",
+    "roi pooling",
+    "head",
+    "losses + other",
+    "postprocess",
+    "backward + step",
+)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -136,10 +147,12 @@ def build_torchvision(cfg: Config, num_classes: int) -> TVFasterRCNN:
     resnet = ctor(weights=None, norm_layer=FrozenBatchNorm2d)
     if cfg.BACKBONE.STYLE == "caffe":
         _caffe_style(resnet)
-    backbone = nn.Sequential(OrderedDict(
-        (name, getattr(resnet, name))
-        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
-    ))
+    backbone = nn.Sequential(
+        OrderedDict(
+            (name, getattr(resnet, name))
+            for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+        )
+    )
     frozen = ["conv1", "bn1"] + [f"layer{i}" for i in range(1, cfg.RESNET.FIXED_BLOCKS + 1)]
     for name in frozen:
         for param in getattr(backbone, name).parameters():
@@ -201,6 +214,7 @@ class StageTimer:
         def hook(module, args):
             self.sync()
             self._stack.append([name, time.perf_counter(), 0.0])
+
         return hook
 
     def _leave(self):
@@ -211,6 +225,7 @@ class StageTimer:
             self.totals[name] += elapsed - children
             if self._stack:
                 self._stack[-1][2] += elapsed
+
         return hook
 
     def add(self, name: str, seconds: float) -> None:
@@ -294,8 +309,13 @@ def _stage(timer: Optional[StageTimer], name: str, sync: Callable[[], None]) -> 
     timer.add(name, time.perf_counter() - start)
 
 
-def _ours_steps(model: FasterRCNN, cfg: Config, image: np.ndarray, device: torch.device,
-                timer_ref: List[Optional[StageTimer]]):
+def _ours_steps(
+    model: FasterRCNN,
+    cfg: Config,
+    image: np.ndarray,
+    device: torch.device,
+    timer_ref: List[Optional[StageTimer]],
+):
     """(inference, training step) closures of our model."""
     gt = scaled_gt(*image.shape[:2])
     max_gt = cfg.MAX_NUM_GT_BOXES
@@ -367,6 +387,7 @@ def _rms_of_outputs(modules: List[nn.Module], run: Callable[[], None]) -> List[f
     def capture(i: int):
         def hook(module, args, output):
             seen[i] = float(output.detach().float().pow(2).mean().sqrt())
+
         return hook
 
     handles = [m.register_forward_hook(capture(i)) for i, m in enumerate(modules)]
@@ -378,8 +399,9 @@ def _rms_of_outputs(modules: List[nn.Module], run: Callable[[], None]) -> List[f
 
 
 @torch.no_grad()
-def calibrate(feature_modules: List[nn.Module], scaled_layers: List[List[nn.Module]],
-              run: Callable[[], None]) -> None:
+def calibrate(
+    feature_modules: List[nn.Module], scaled_layers: List[List[nn.Module]], run: Callable[[], None]
+) -> None:
     """Divide the weights of ``scaled_layers[i]`` by the output RMS of ``feature_modules[i]``.
 
     A randomly initialised backbone fed 0-255 pixels gives features of a huge scale, so the RPN
@@ -396,14 +418,16 @@ def calibrate(feature_modules: List[nn.Module], scaled_layers: List[List[nn.Modu
 class Bench:
     """Both models built (and calibrated) for one config, with their step closures."""
 
-    def __init__(self, impls: Tuple[str, ...], net: str, device: torch.device, height: int,
-                 width: int) -> None:
+    def __init__(
+        self, impls: Tuple[str, ...], net: str, device: torch.device, height: int, width: int
+    ) -> None:
         torch.manual_seed(0)
         self.device = device
         self.sync = _sync_fn(device)
         side = f"[{min(height, width)}]"
-        cfg = load_config(os.path.join(CFG_DIR, f"{net}.yml"),
-                          ["TEST.SCALES", side, "TRAIN.SCALES", side])
+        cfg = load_config(
+            os.path.join(CFG_DIR, f"{net}.yml"), ["TEST.SCALES", side, "TRAIN.SCALES", side]
+        )
         image = test_image(height, width)
         self.timer_ref: List[Optional[StageTimer]] = [None]
         self.steps: Dict[Tuple[str, str], Callable[[], None]] = {}
@@ -412,16 +436,23 @@ class Bench:
             model = build_model(cfg, NUM_CLASSES).to(device)
             infer, train_step = _ours_steps(model, cfg, image, device, self.timer_ref)
             head = model.roi_head
-            calibrate([model.base, head.top],
-                      [[model.rpn.conv], [head.cls_score, head.bbox_pred]], infer)
+            calibrate(
+                [model.base, head.top], [[model.rpn.conv], [head.cls_score, head.bbox_pred]], infer
+            )
             self.steps[("ours", "inference")], self.steps[("ours", "train")] = infer, train_step
             self.ours = model
         if "torchvision" in impls:
             tv = build_torchvision(cfg, NUM_CLASSES).to(device)
             infer, train_step = _tv_steps(tv, image, device)
             heads = tv.roi_heads
-            calibrate([tv.backbone, heads.box_head], [[tv.rpn.head.conv],
-                      [heads.box_predictor.cls_score, heads.box_predictor.bbox_pred]], infer)
+            calibrate(
+                [tv.backbone, heads.box_head],
+                [
+                    [tv.rpn.head.conv],
+                    [heads.box_predictor.cls_score, heads.box_predictor.bbox_pred],
+                ],
+                infer,
+            )
             self.steps[("torchvision", "inference")] = infer
             self.steps[("torchvision", "train")] = train_step
 
@@ -432,8 +463,9 @@ class Bench:
         self.sync()
         return time.perf_counter() - start
 
-    def interleaved(self, impls: Tuple[str, ...], mode: str, warmup: int,
-                    iters: int) -> Dict[str, List[float]]:
+    def interleaved(
+        self, impls: Tuple[str, ...], mode: str, warmup: int, iters: int
+    ) -> Dict[str, List[float]]:
         """``iters`` timed runs of each implementation, alternating them (and their order) run
         by run so that load from other processes hits both alike."""
         for _ in range(warmup):
@@ -441,7 +473,7 @@ class Bench:
                 self.steps[(impl, mode)]()
         times: Dict[str, List[float]] = {impl: [] for impl in impls}
         for i in range(iters):
-            for impl in (impls if i % 2 == 0 else impls[::-1]):
+            for impl in impls if i % 2 == 0 else impls[::-1]:
                 times[impl].append(self.timed((impl, mode)))
         return times
 
@@ -471,8 +503,7 @@ class Bench:
         return prof.key_averages().table(sort_by=sort, row_limit=rows)
 
 
-def peak_memory(impl: str, mode: str, net: str, device_name: str, height: int,
-                width: int) -> int:
+def peak_memory(impl: str, mode: str, net: str, device_name: str, height: int, width: int) -> int:
     """Peak memory (bytes above the memory in use at its start) of one run after a warm-up."""
     bench = Bench((impl,), net, torch.device(device_name), height, width)
     step = bench.steps[(impl, mode)]
@@ -540,14 +571,19 @@ def deploy_steps(net: str, height: int, width: int, onnx_path: str) -> Dict[str,
 def deploy_report(args: argparse.Namespace, times: Dict[str, List[float]]) -> str:
     """The markdown table of the deployment runtimes, with ratios to eager."""
     eager = statistics.median(times["eager"])
-    lines = [f"### {args.net} inference, cpu, {args.height}x{args.width} image, median of "
-             f"{args.iters} interleaved runs (threads: {torch.get_num_threads()})", "",
-             "| runtime | s / image | / eager (ratio of medians) | median of per-run ratios |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        f"### {args.net} inference, cpu, {args.height}x{args.width} image, median of "
+        f"{args.iters} interleaved runs (threads: {torch.get_num_threads()})",
+        "",
+        "| runtime | s / image | / eager (ratio of medians) | median of per-run ratios |",
+        "|---|---:|---:|---:|",
+    ]
     for name, runs in times.items():
         pairs = statistics.median(t / e for t, e in zip(runs, times["eager"]))
-        lines.append(f"| {name} | {statistics.median(runs):.3f} | "
-                     f"{statistics.median(runs) / eager:.2f} | {pairs:.2f} |")
+        lines.append(
+            f"| {name} | {statistics.median(runs):.3f} | "
+            f"{statistics.median(runs) / eager:.2f} | {pairs:.2f} |"
+        )
     return "\n".join(lines)
 
 
@@ -563,7 +599,7 @@ def run_deploy(args: argparse.Namespace) -> str:
                 steps[name]()
         times: Dict[str, List[float]] = {name: [] for name in names}
         for i in range(args.iters):
-            for name in (names if i % 2 == 0 else names[::-1]):
+            for name in names if i % 2 == 0 else names[::-1]:
                 start = time.perf_counter()
                 steps[name]()
                 times[name].append(time.perf_counter() - start)
@@ -577,16 +613,21 @@ def _mib(nbytes: Optional[int]) -> str:
     return "-" if nbytes is None else f"{nbytes / 2**20:.0f}"
 
 
-def report(args: argparse.Namespace, times: Dict[Tuple[str, str], List[float]],
-           peaks: Dict[Tuple[str, str], Optional[int]],
-           shares: Dict[str, Dict[str, float]]) -> str:
+def report(
+    args: argparse.Namespace,
+    times: Dict[Tuple[str, str], List[float]],
+    peaks: Dict[Tuple[str, str], Optional[int]],
+    shares: Dict[str, Dict[str, float]],
+) -> str:
     """The markdown tables."""
-    lines = [f"### {args.net}, {args.device}, {args.height}x{args.width} image, batch 1, "
-             f"median of {args.iters} interleaved runs (torch threads: {torch.get_num_threads()})",
-             "",
-             "| phase | ours (s) | torchvision (s) | ours / torchvision (ratio of medians) "
-             "| median of per-pair ratios | ours peak (MiB) | torchvision peak (MiB) |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"### {args.net}, {args.device}, {args.height}x{args.width} image, batch 1, "
+        f"median of {args.iters} interleaved runs (torch threads: {torch.get_num_threads()})",
+        "",
+        "| phase | ours (s) | torchvision (s) | ours / torchvision (ratio of medians) "
+        "| median of per-pair ratios | ours peak (MiB) | torchvision peak (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for mode, label in (("inference", "inference / image"), ("train", "training step")):
         ours, tv = times[("ours", mode)], times[("torchvision", mode)]
         pairs = statistics.median(o / t for o, t in zip(ours, tv))
@@ -595,30 +636,52 @@ def report(args: argparse.Namespace, times: Dict[Tuple[str, str], List[float]],
             f"{statistics.median(ours) / statistics.median(tv):.2f} | {pairs:.2f} | "
             f"{_mib(peaks.get(('ours', mode)))} | {_mib(peaks.get(('torchvision', mode)))} |"
         )
-    lines += ["", "Our time shares by stage (separate hooked runs; exclusive times):", "",
-              "| stage | inference | training step |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "Our time shares by stage (separate hooked runs; exclusive times):",
+        "",
+        "| stage | inference | training step |",
+        "|---|---:|---:|",
+    ]
     for stage in STAGES:
-        cells = [f"{100 * st[stage]:.1f}%" if stage in st else "-"
-                 for st in (shares["inference"], shares["train"])]
+        cells = [
+            f"{100 * st[stage]:.1f}%" if stage in st else "-"
+            for st in (shares["inference"], shares["train"])
+        ]
         lines.append(f"| {stage} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--net", choices=("res50", "res101", "shapes"), default="res50",
-                        help="shapes (cfgs/shapes.yml, the quickstart model): --deploy only")
+    parser.add_argument(
+        "--net",
+        choices=("res50", "res101", "shapes"),
+        default="res50",
+        help="shapes (cfgs/shapes.yml, the quickstart model): --deploy only",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--iters", type=int, default=3, help="timed runs per phase and model")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     parser.add_argument("--height", type=int, default=600)
     parser.add_argument("--width", type=int, default=800)
-    parser.add_argument("--profile", type=int, default=0, metavar="N",
-                        help="also log the top N ops of one profiled run of each phase")
-    parser.add_argument("--no-memory", action="store_true",
-                        help="skip the peak-memory runs (one spawned process per phase)")
-    parser.add_argument("--deploy", action="store_true",
-                        help="instead: our CPU inference eager vs torch.compile vs onnxruntime")
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also log the top N ops of one profiled run of each phase",
+    )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory runs (one spawned process per phase)",
+    )
+    parser.add_argument(
+        "--deploy",
+        action="store_true",
+        help="instead: our CPU inference eager vs torch.compile vs onnxruntime",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.iters < 1 or args.warmup < 0:
@@ -651,7 +714,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         for impl in impls:
             for mode in ("inference", "train"):
                 peaks[(impl, mode)] = peak_memory_isolated(
-                    (impl, mode, args.net, args.device, args.height, args.width))
+                    (impl, mode, args.net, args.device, args.height, args.width)
+                )
     print(report(args, times, peaks, shares))
 
 

@@ -4,6 +4,7 @@ markdown table of median times and the ratio ours / theirs (< 1 means faster tha
 
 Usage: python tools/bench_ops.py [--repeats 5] [--threads N] [--only roi_pool] [--device cuda]
 """
+
 import argparse
 import logging
 import os
@@ -24,6 +25,7 @@ FEAT_H, FEAT_W = 38, 50  # ceil(600 / 16), 800 / 16
 
 def median_ms(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
     """Median wall time of fn in ms; on CUDA synchronised before and after each call."""
+
     def synchronize() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -44,15 +46,23 @@ def proposal_boxes(n: int, gen: torch.Generator) -> torch.Tensor:
     centre = torch.rand(n, 2, generator=gen) * torch.tensor([IMAGE_W, IMAGE_H])
     size = 16.0 + torch.rand(n, 2, generator=gen) * 304.0
     boxes = torch.cat([centre - size / 2, centre + size / 2], dim=1)
-    return torch.stack([boxes[:, 0].clamp(0, IMAGE_W - 1), boxes[:, 1].clamp(0, IMAGE_H - 1),
-                        boxes[:, 2].clamp(0, IMAGE_W - 1), boxes[:, 3].clamp(0, IMAGE_H - 1)], 1)
+    return torch.stack(
+        [
+            boxes[:, 0].clamp(0, IMAGE_W - 1),
+            boxes[:, 1].clamp(0, IMAGE_H - 1),
+            boxes[:, 2].clamp(0, IMAGE_W - 1),
+            boxes[:, 3].clamp(0, IMAGE_H - 1),
+        ],
+        1,
+    )
 
 
 def roi_inputs(gen: torch.Generator):
     """Stride-16 map of a 600x800 image (2,1024,38,50) and 256 proposals from both images."""
     feat = torch.randn(2, 1024, FEAT_H, FEAT_W, generator=gen)
-    rois = torch.cat([torch.randint(0, 2, (256, 1), generator=gen).float(),
-                      proposal_boxes(256, gen)], dim=1)
+    rois = torch.cat(
+        [torch.randint(0, 2, (256, 1), generator=gen).float(), proposal_boxes(256, gen)], dim=1
+    )
     return feat, rois
 
 
@@ -61,11 +71,13 @@ def fwd_bwd(op: Callable[[torch.Tensor], torch.Tensor], feat: torch.Tensor) -> C
         x = feat.detach().requires_grad_(True)
         out = op(x)
         out.backward(torch.ones_like(out))
+
     return run
 
 
 def with_backend(name: Optional[str], fn: Callable[[], None]) -> Callable[[], None]:
     """Run fn with FASTERRCNN_OPS=torch when name == 'torch'."""
+
     def run() -> None:
         old = os.environ.get("FASTERRCNN_OPS")
         if name == "torch":
@@ -77,6 +89,7 @@ def with_backend(name: Optional[str], fn: Callable[[], None]) -> Callable[[], No
                 os.environ.pop("FASTERRCNN_OPS", None)
             else:
                 os.environ["FASTERRCNN_OPS"] = old
+
     return run
 
 
@@ -91,8 +104,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--only", default="", help="run only the rows whose name contains this")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--boxes", type=int, nargs="+", default=[12000, 6000],
-                        help="NMS sizes (the GPU issue measures 6000 12000 30000)")
+    parser.add_argument(
+        "--boxes",
+        type=int,
+        nargs="+",
+        default=[12000, 6000],
+        help="NMS sizes (the GPU issue measures 6000 12000 30000)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads:
@@ -110,38 +128,58 @@ def main() -> None:
         torch_ms = median_ms(with_backend("torch", ours), args.repeats, device)
         ref_ms = median_ms(theirs, args.repeats, device)
         rows.append(dict(name=name, cpp=cpp_ms, torch=torch_ms, ref=ref_ms))
-        LOG.info("%s: cpp %.1f ms, torch %.1f ms, reference %.1f ms", name, cpp_ms, torch_ms,
-                 ref_ms)
+        LOG.info(
+            "%s: cpp %.1f ms, torch %.1f ms, reference %.1f ms", name, cpp_ms, torch_ms, ref_ms
+        )
 
     for n in args.boxes:
         boxes = proposal_boxes(n, gen).to(device)
         scores = torch.rand(n, generator=gen).to(device)
-        add(f"nms {n} boxes (0.7)", lambda b=boxes, s=scores: ops.nms(b, s, 0.7),
-            lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7))
-        add(f"nms_mask {n} boxes (0.7, vs nms)", lambda b=boxes, s=scores: ops.nms_mask(b, s, 0.7),
-            lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7))
+        add(
+            f"nms {n} boxes (0.7)",
+            lambda b=boxes, s=scores: ops.nms(b, s, 0.7),
+            lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7),
+        )
+        add(
+            f"nms_mask {n} boxes (0.7, vs nms)",
+            lambda b=boxes, s=scores: ops.nms_mask(b, s, 0.7),
+            lambda b=boxes, s=scores: torchvision.ops.nms(b, s, 0.7),
+        )
     for size in (7, 14):
-        add(f"roi_align fwd+bwd 256 RoIs {size}x{size}",
+        add(
+            f"roi_align fwd+bwd 256 RoIs {size}x{size}",
             fwd_bwd(lambda x, s=size: ops.roi_align(x, rois, s, scale, 0), feat),
-            fwd_bwd(lambda x, s=size: torchvision.ops.roi_align(x, rois, s, scale, 0), feat))
+            fwd_bwd(lambda x, s=size: torchvision.ops.roi_align(x, rois, s, scale, 0), feat),
+        )
     for size in (7, 14):
-        add(f"roi_pool fwd+bwd 256 RoIs {size}x{size}",
+        add(
+            f"roi_pool fwd+bwd 256 RoIs {size}x{size}",
             fwd_bwd(lambda x, s=size: ops.roi_pool(x, rois, s, scale), feat),
-            fwd_bwd(lambda x, s=size: torchvision.ops.roi_pool(x, rois, s, scale), feat))
-    add("roi_crop fwd+bwd 256 RoIs 7x7 (vs affine_grid+grid_sample)",
+            fwd_bwd(lambda x, s=size: torchvision.ops.roi_pool(x, rois, s, scale), feat),
+        )
+    add(
+        "roi_crop fwd+bwd 256 RoIs 7x7 (vs affine_grid+grid_sample)",
         fwd_bwd(lambda x: ops.roi_crop(x, rois, 7, scale), feat),
-        fwd_bwd(lambda x: crop_reference(x, rois, 7), feat))
+        fwd_bwd(lambda x: crop_reference(x, rois, 7), feat),
+    )
 
-    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
-             else f"CPU, {torch.get_num_threads()} threads")
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
     print(f"\n{where}, feature map {tuple(feat.shape)}, median of {args.repeats}\n")
     compiled = ops.backend(device)
-    print(f"| op | ours {compiled} (ms) | ours torch (ms) | reference (ms) | {compiled} / ref "
-          "| torch / ref |")
+    print(
+        f"| op | ours {compiled} (ms) | ours torch (ms) | reference (ms) | {compiled} / ref "
+        "| torch / ref |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['name']} | {r['cpp']:.1f} | {r['torch']:.1f} | {r['ref']:.1f} | "
-              f"{r['cpp'] / r['ref']:.2f} | {r['torch'] / r['ref']:.2f} |")
+        print(
+            f"| {r['name']} | {r['cpp']:.1f} | {r['torch']:.1f} | {r['ref']:.1f} | "
+            f"{r['cpp'] / r['ref']:.2f} | {r['torch'] / r['ref']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -67,12 +67,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="statistics, bad input, contact sheet, anchor fit")
     add_config_arguments(check)
-    check.add_argument("--split", choices=("train", "test", "both"), default="both",
-                       help="which set(s) of the config to check (both: test when it exists)")
-    check.add_argument("--out", default="output/data_check",
-                       help="folder for the contact sheets and JSON reports")
-    check.add_argument("--num_images", "--num-images", type=int, default=16,
-                       help="images on the contact sheet (0: none)")
+    check.add_argument(
+        "--split",
+        choices=("train", "test", "both"),
+        default="both",
+        help="which set(s) of the config to check (both: test when it exists)",
+    )
+    check.add_argument(
+        "--out", default="output/data_check", help="folder for the contact sheets and JSON reports"
+    )
+    check.add_argument(
+        "--num_images",
+        "--num-images",
+        type=int,
+        default=16,
+        help="images on the contact sheet (0: none)",
+    )
     check.add_argument("--seed", type=int, default=0, help="which random images are drawn")
     check.add_argument("--workers", type=int, default=2, help="image decoding threads")
     shapes = sub.add_parser("shapes", help="write the generated shapes set in a format")
@@ -96,37 +106,50 @@ def check_set(name: str, cfg: Config, args: argparse.Namespace) -> dict:
     with collect_data_warnings(warnings):
         imdb = get_imdb(name, cfg.DATA_DIR, cfg)
         roidb = imdb.gt_roidb(use_cache=False)
-    sizes = [(e["width"], e["height"]) if e["width"] > 0 and e["height"] > 0 else None
-             for e in roidb]
+    sizes = [
+        (e["width"], e["height"]) if e["width"] > 0 and e["height"] > 0 else None for e in roidb
+    ]
     problems = check_image_files([str(e["image"]) for e in roidb], sizes, workers=args.workers)
-    stats = dataset_stats(roidb, imdb.classes,
-                          (cfg.TRAIN.ASPECT_RATIO_MIN, cfg.TRAIN.ASPECT_RATIO_MAX))
+    stats = dataset_stats(
+        roidb, imdb.classes, (cfg.TRAIN.ASPECT_RATIO_MIN, cfg.TRAIN.ASPECT_RATIO_MAX)
+    )
     widths, heights = resized_box_sizes(roidb, cfg.TRAIN.SCALES, cfg.TRAIN.MAX_SIZE)
     anchors = anchor_shapes(cfg.FEAT_STRIDE, cfg.ANCHOR_SCALES, cfg.ANCHOR_RATIOS)
     best = best_anchor_iou(widths, heights, anchors)
     positive = cfg.TRAIN.RPN_POSITIVE_OVERLAP
     report = {
-        "set": name, "imdb": repr(imdb), "classes": list(imdb.classes[1:]),
-        "images": stats.images, "images_without_boxes": stats.images_without_boxes,
-        "boxes_per_class": stats.boxes_per_class, "images_per_class": stats.images_per_class,
+        "set": name,
+        "imdb": repr(imdb),
+        "classes": list(imdb.classes[1:]),
+        "images": stats.images,
+        "images_without_boxes": stats.images_without_boxes,
+        "boxes_per_class": stats.boxes_per_class,
+        "images_per_class": stats.images_per_class,
         "box_size_after_resize": quantiles(np.sqrt(widths * heights)),
-        "box_aspect_h_over_w": stats.box_aspect, "image_aspect_w_over_h": stats.image_aspect,
+        "box_aspect_h_over_w": stats.box_aspect,
+        "image_aspect_w_over_h": stats.image_aspect,
         "images_outside_ratio_range": stats.images_outside_ratio,
-        "images_over_max_num_gt_boxes": [str(e["image"]) for e in roidb
-                                         if len(e["boxes"]) > cfg.MAX_NUM_GT_BOXES],
+        "images_over_max_num_gt_boxes": [
+            str(e["image"]) for e in roidb if len(e["boxes"]) > cfg.MAX_NUM_GT_BOXES
+        ],
         "bad_images": [{"path": p.path, "problem": p.problem} for p in problems],
-        "boxes_repaired": warnings.repaired, "annotations_dropped": warnings.dropped,
+        "boxes_repaired": warnings.repaired,
+        "annotations_dropped": warnings.dropped,
         "other_warnings": warnings.other,
-        "anchor_fit": [vars(row) | {"high": None if np.isinf(row.high) else row.high}
-                       for row in fit_by_size(widths, heights, best, positive)],
+        "anchor_fit": [
+            vars(row) | {"high": None if np.isinf(row.high) else row.high}
+            for row in fit_by_size(widths, heights, best, positive)
+        ],
     }
     if len(widths):
         found = suggest_anchors(widths, heights, cfg.FEAT_STRIDE, positive, COVERAGE_TARGET)
-        report["suggested_anchors"] = {"ANCHOR_SCALES": list(found.scales),
-                                       "ANCHOR_RATIOS": list(found.ratios),
-                                       "num_anchors": found.num_anchors,
-                                       "coverage_iou_0.5": found.coverage,
-                                       "coverage_positive_overlap": found.coverage_positive}
+        report["suggested_anchors"] = {
+            "ANCHOR_SCALES": list(found.scales),
+            "ANCHOR_RATIOS": list(found.ratios),
+            "num_anchors": found.num_anchors,
+            "coverage_iou_0.5": found.coverage,
+            "coverage_positive_overlap": found.coverage_positive,
+        }
     os.makedirs(args.out, exist_ok=True)
     if args.num_images > 0 and roidb:
         try:
@@ -156,60 +179,99 @@ def format_report(report: dict, cfg: Config) -> str:
     """The report as Markdown-style text."""
     lines = [f"## {report['set']}: {report['imdb']}", ""]
     without = report["images_without_boxes"]
-    lines += [f"images: {report['images']}, without boxes: {len(without)}", "",
-              "| class | boxes | images |", "|---|---:|---:|"]
+    lines += [
+        f"images: {report['images']}, without boxes: {len(without)}",
+        "",
+        "| class | boxes | images |",
+        "|---|---:|---:|",
+    ]
     for name in report["classes"]:
-        lines.append(f"| {name} | {report['boxes_per_class'][name]} | "
-                     f"{report['images_per_class'][name]} |")
-    lines.append(f"| **all** | {sum(report['boxes_per_class'].values())} | "
-                 f"{report['images'] - len(without)} |")
+        lines.append(
+            f"| {name} | {report['boxes_per_class'][name]} | {report['images_per_class'][name]} |"
+        )
+    lines.append(
+        f"| **all** | {sum(report['boxes_per_class'].values())} | "
+        f"{report['images'] - len(without)} |"
+    )
     fmt = " | ".join
-    lines += ["", "| | min | p5 | median | p95 | max |", "|---|---:|---:|---:|---:|---:|",
-              f"| box size sqrt(w*h) after resize (px) | "
-              f"{fmt(f'{v:.1f}' for v in report['box_size_after_resize'])} |",
-              f"| box aspect h/w | {fmt(f'{v:.2f}' for v in report['box_aspect_h_over_w'])} |",
-              f"| image aspect w/h | {fmt(f'{v:.2f}' for v in report['image_aspect_w_over_h'])} |",
-              "", f"resize: TRAIN.SCALES {list(cfg.TRAIN.SCALES)}, TRAIN.MAX_SIZE "
-              f"{cfg.TRAIN.MAX_SIZE}; images with w/h outside [{cfg.TRAIN.ASPECT_RATIO_MIN}, "
-              f"{cfg.TRAIN.ASPECT_RATIO_MAX}] (cropped in training): "
-              f"{report['images_outside_ratio_range']}", "", "### Bad input", ""]
-    lines += _listed("images that cannot be used",
-                     [f"{b['path']}: {b['problem']}" for b in report["bad_images"]])
+    lines += [
+        "",
+        "| | min | p5 | median | p95 | max |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| box size sqrt(w*h) after resize (px) | "
+        f"{fmt(f'{v:.1f}' for v in report['box_size_after_resize'])} |",
+        f"| box aspect h/w | {fmt(f'{v:.2f}' for v in report['box_aspect_h_over_w'])} |",
+        f"| image aspect w/h | {fmt(f'{v:.2f}' for v in report['image_aspect_w_over_h'])} |",
+        "",
+        f"resize: TRAIN.SCALES {list(cfg.TRAIN.SCALES)}, TRAIN.MAX_SIZE "
+        f"{cfg.TRAIN.MAX_SIZE}; images with w/h outside [{cfg.TRAIN.ASPECT_RATIO_MIN}, "
+        f"{cfg.TRAIN.ASPECT_RATIO_MAX}] (cropped in training): "
+        f"{report['images_outside_ratio_range']}",
+        "",
+        "### Bad input",
+        "",
+    ]
+    lines += _listed(
+        "images that cannot be used", [f"{b['path']}: {b['problem']}" for b in report["bad_images"]]
+    )
     lines += _listed("boxes repaired (clipped to the image)", report["boxes_repaired"])
     lines += _listed("boxes or annotations dropped", report["annotations_dropped"])
     lines += _listed("other warnings", report["other_warnings"])
     lines += _listed("images without boxes (left out of training)", without)
-    lines += _listed(f"images with more than MAX_NUM_GT_BOXES={cfg.MAX_NUM_GT_BOXES} boxes (a "
-                     "random subset of that many is trained on each time)",
-                     report["images_over_max_num_gt_boxes"])
+    lines += _listed(
+        f"images with more than MAX_NUM_GT_BOXES={cfg.MAX_NUM_GT_BOXES} boxes (a "
+        "random subset of that many is trained on each time)",
+        report["images_over_max_num_gt_boxes"],
+    )
     positive = cfg.TRAIN.RPN_POSITIVE_OVERLAP
-    lines += ["", "### Anchor fit", "",
-              f"ANCHOR_SCALES {list(cfg.ANCHOR_SCALES)}, ANCHOR_RATIOS "
-              f"{list(cfg.ANCHOR_RATIOS)}, FEAT_STRIDE {cfg.FEAT_STRIDE}: best IoU of each box "
-              "with an anchor of the same centre (shape only; anchors on the stride grid reach "
-              "less), sizes after the training resize.", "",
-              f"| box size (px) | boxes | IoU >= {positive:g} | IoU >= 0.5 | median IoU |",
-              "|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "### Anchor fit",
+        "",
+        f"ANCHOR_SCALES {list(cfg.ANCHOR_SCALES)}, ANCHOR_RATIOS "
+        f"{list(cfg.ANCHOR_RATIOS)}, FEAT_STRIDE {cfg.FEAT_STRIDE}: best IoU of each box "
+        "with an anchor of the same centre (shape only; anchors on the stride grid reach "
+        "less), sizes after the training resize.",
+        "",
+        f"| box size (px) | boxes | IoU >= {positive:g} | IoU >= 0.5 | median IoU |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for row in report["anchor_fit"]:
-        span = "all" if row["low"] == 0 and row["high"] is None else \
-            f"{row['low']:g}-{row['high']:g}" if row["high"] is not None else f">= {row['low']:g}"
-        lines.append(f"| {span} | {row['boxes']} | {_pct(row['frac_positive'])} | "
-                     f"{_pct(row['frac_half'])} | {row['median_iou']:.2f} |")
+        span = (
+            "all"
+            if row["low"] == 0 and row["high"] is None
+            else f"{row['low']:g}-{row['high']:g}"
+            if row["high"] is not None
+            else f">= {row['low']:g}"
+        )
+        lines.append(
+            f"| {span} | {row['boxes']} | {_pct(row['frac_positive'])} | "
+            f"{_pct(row['frac_half'])} | {row['median_iou']:.2f} |"
+        )
     found = report.get("suggested_anchors")
     current = report["anchor_fit"][-1]["frac_half"]
     if found and current >= COVERAGE_TARGET:
-        lines += ["", f"the configured anchors cover {_pct(current)} of the boxes at IoU >= 0.5 "
-                  f"(>= {_pct(COVERAGE_TARGET)}): keep them.  The fewest anchors that would: "
-                  f"ANCHOR_SCALES {found['ANCHOR_SCALES']} ANCHOR_RATIOS "
-                  f"{found['ANCHOR_RATIOS']} ({_pct(found['coverage_iou_0.5'])} at 0.5, "
-                  f"{_pct(found['coverage_positive_overlap'])} at {positive:g})"]
+        lines += [
+            "",
+            f"the configured anchors cover {_pct(current)} of the boxes at IoU >= 0.5 "
+            f"(>= {_pct(COVERAGE_TARGET)}): keep them.  The fewest anchors that would: "
+            f"ANCHOR_SCALES {found['ANCHOR_SCALES']} ANCHOR_RATIOS "
+            f"{found['ANCHOR_RATIOS']} ({_pct(found['coverage_iou_0.5'])} at 0.5, "
+            f"{_pct(found['coverage_positive_overlap'])} at {positive:g})",
+        ]
     elif found:
-        reached = "covers" if found["coverage_iou_0.5"] >= COVERAGE_TARGET else \
-            f"is the best found; it does not reach {_pct(COVERAGE_TARGET)}:"
-        lines += ["", f"suggested: --set ANCHOR_SCALES {found['ANCHOR_SCALES']} ANCHOR_RATIOS "
-                  f"{found['ANCHOR_RATIOS']} ({found['num_anchors']} anchors) {reached} "
-                  f"{_pct(found['coverage_iou_0.5'])} of the boxes at IoU >= 0.5, "
-                  f"{_pct(found['coverage_positive_overlap'])} at >= {positive:g}"]
+        reached = (
+            "covers"
+            if found["coverage_iou_0.5"] >= COVERAGE_TARGET
+            else f"is the best found; it does not reach {_pct(COVERAGE_TARGET)}:"
+        )
+        lines += [
+            "",
+            f"suggested: --set ANCHOR_SCALES {found['ANCHOR_SCALES']} ANCHOR_RATIOS "
+            f"{found['ANCHOR_RATIOS']} ({found['num_anchors']} anchors) {reached} "
+            f"{_pct(found['coverage_iou_0.5'])} of the boxes at IoU >= 0.5, "
+            f"{_pct(found['coverage_positive_overlap'])} at >= {positive:g}",
+        ]
     if report.get("contact_sheet"):
         lines += ["", f"contact sheet: {report['contact_sheet']}"]
     return "\n".join(lines) + "\n"
@@ -234,10 +296,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
     if args.command == "shapes":
-        export_shapes(args.out, args.format, {"train": args.num_train, "test": args.num_test},
-                      args.seed)
-        LOGGER.info("wrote the shapes set (%d train, %d test) as %s to %s", args.num_train,
-                    args.num_test, args.format, args.out)
+        export_shapes(
+            args.out, args.format, {"train": args.num_train, "test": args.num_test}, args.seed
+        )
+        LOGGER.info(
+            "wrote the shapes set (%d train, %d test) as %s to %s",
+            args.num_train,
+            args.num_test,
+            args.format,
+            args.out,
+        )
         return 0
     return run_check(args)
 

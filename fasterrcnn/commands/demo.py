@@ -42,8 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a Faster R-CNN detector on a folder")
     parser.add_argument("--image_dir", required=True, help="folder of images")
     parser.add_argument("--output_dir", default="output/demo", help="drawn images and JSON")
-    parser.add_argument("--dataset", default="shapes",
-                        help="dataset folder of the checkpoint triple")
+    parser.add_argument(
+        "--dataset", default="shapes", help="dataset folder of the checkpoint triple"
+    )
     parser.add_argument("--net", default="res18", help="backbone folder of the checkpoint triple")
     add_checkpoint_arguments(parser)
     parser.add_argument("--thresh", type=float, default=0.5, help="score threshold")
@@ -56,8 +57,11 @@ def list_images(image_dir: str) -> list:
     """Image files of a folder, sorted by name."""
     if not os.path.isdir(image_dir):
         raise NotADirectoryError(f"--image_dir is not a folder: {image_dir}")
-    return sorted(os.path.join(image_dir, name) for name in os.listdir(image_dir)
-                  if name.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(
+        os.path.join(image_dir, name)
+        for name in os.listdir(image_dir)
+        if name.lower().endswith(IMAGE_EXTENSIONS)
+    )
 
 
 def output_stems(image_paths: Sequence[str]) -> List[str]:
@@ -85,12 +89,19 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
     device = device_from_args(args)
-    path = resolve_checkpoint(args.checkpoint_path, args.load_dir, args.net, args.dataset,
-                              args.checksession, args.checkepoch, args.checkpoint)
+    path = resolve_checkpoint(
+        args.checkpoint_path,
+        args.load_dir,
+        args.net,
+        args.dataset,
+        args.checksession,
+        args.checkepoch,
+        args.checkpoint,
+    )
     detector = Detector.from_checkpoint(path, device=device)
     images = list_images(args.image_dir)
     if args.max_images > 0:
-        images = images[:args.max_images]
+        images = images[: args.max_images]
     if not images:
         LOGGER.warning("no images in %s", args.image_dir)
         return 0
@@ -105,10 +116,17 @@ def main(argv=None) -> int:
         result = detector.predict(image, score_thresh=args.thresh)
         drawn = draw_detections(image, result, class_names=detector.classes)
         cv2.imwrite(os.path.join(args.output_dir, f"{stem}_det.jpg"), drawn)
-        records = [{"box": [round(float(v), 2) for v in box], "score": round(float(score), 4),
-                    "label": int(label), "class_name": name}
-                   for box, score, label, name in zip(result["boxes"], result["scores"],
-                                                      result["labels"], result["class_names"])]
+        records = [
+            {
+                "box": [round(float(v), 2) for v in box],
+                "score": round(float(score), 4),
+                "label": int(label),
+                "class_name": name,
+            }
+            for box, score, label, name in zip(
+                result["boxes"], result["scores"], result["labels"], result["class_names"]
+            )
+        ]
         with open(os.path.join(args.output_dir, f"{stem}.json"), "w", encoding="utf-8") as handle:
             json.dump({"image": image_path, "detections": records}, handle, indent=1)
         written += 1

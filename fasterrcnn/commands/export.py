@@ -30,12 +30,21 @@ WRITERS = {"onnx": save_onnx, "pt2": save_pt2}
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Export a Faster R-CNN to ONNX or .pt2")
     parser.add_argument("--checkpoint", required=True, help="checkpoint file (.pth)")
-    parser.add_argument("--format", required=True, choices=sorted(WRITERS),
-                        help="onnx (onnxruntime, dynamo exporter) or pt2 (torch.export archive)")
+    parser.add_argument(
+        "--format",
+        required=True,
+        choices=sorted(WRITERS),
+        help="onnx (onnxruntime, dynamo exporter) or pt2 (torch.export archive)",
+    )
     parser.add_argument("--output", required=True, help="file to write")
-    parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE",
-                        help="test-time config overrides baked into the export, "
-                             "e.g. --set TEST.SCORE_THRESH 0.05")
+    parser.add_argument(
+        "--set",
+        dest="set_cfgs",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="test-time config overrides baked into the export, e.g. --set TEST.SCORE_THRESH 0.05",
+    )
     add_device_arguments(parser)
     return parser.parse_args(argv)
 
@@ -46,12 +55,14 @@ def main(argv=None) -> int:
     logging.getLogger("onnxscript").setLevel(logging.WARNING)  # the optimizer logs every rewrite
     if not os.path.isfile(args.checkpoint):
         raise FileNotFoundError(f"--checkpoint: no such file: {args.checkpoint}")
-    model, cfg, classes = load_model_from_checkpoint(args.checkpoint, device_from_args(args),
-                                                     args.set_cfgs)
+    model, cfg, classes = load_model_from_checkpoint(
+        args.checkpoint, device_from_args(args), args.set_cfgs
+    )
     if args.format == "onnx":
         onnx_ops().check_onnx_exportable(cfg)
-    LOGGER.info("exporting %s (%s pooling) with dynamic height and width", args.checkpoint,
-                cfg.POOLING_MODE)
+    LOGGER.info(
+        "exporting %s (%s pooling) with dynamic height and width", args.checkpoint, cfg.POOLING_MODE
+    )
     program = export_program(model)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     WRITERS[args.format](program, args.output, cfg, classes)

@@ -48,23 +48,42 @@ LOGGER = logging.getLogger("test_net")
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Test a Faster R-CNN network")
-    parser.add_argument("--dataset", default=None, choices=sorted(DATASET_PRESETS),
-                        help="dataset preset (default: the test set the checkpoint's config names)")
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        choices=sorted(DATASET_PRESETS),
+        help="dataset preset (default: the test set the checkpoint's config names)",
+    )
     parser.add_argument("--imdb", default=None, help="test imdb name, e.g. voc_2007_test")
     parser.add_argument("--net", default="res18", help="backbone folder for the checkpoint triple")
     add_checkpoint_arguments(parser)
     parser.add_argument("--output_dir", default="output", help="detections and results go here")
     add_device_arguments(parser)
     parser.add_argument("--nw", type=int, default=0, help="image loading workers")
-    parser.add_argument("--use_07_metric", dest="use_07_metric", action="store_true", default=None,
-                        help="11-point VOC2007 AP (default for VOC2007 and generated sets)")
-    parser.add_argument("--no_07_metric", dest="use_07_metric", action="store_false",
-                        help="area under the precision envelope (VOC2010+)")
+    parser.add_argument(
+        "--use_07_metric",
+        dest="use_07_metric",
+        action="store_true",
+        default=None,
+        help="11-point VOC2007 AP (default for VOC2007 and generated sets)",
+    )
+    parser.add_argument(
+        "--no_07_metric",
+        dest="use_07_metric",
+        action="store_false",
+        help="area under the precision envelope (VOC2010+)",
+    )
     parser.add_argument("--vis", action="store_true", help="write the images with detections")
     parser.add_argument("--vis_thresh", type=float, default=0.5, help="score threshold for --vis")
     add_data_path_arguments(parser)
-    parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE",
-                        help="test-time config overrides, e.g. --set TEST.SCALES [400]")
+    parser.add_argument(
+        "--set",
+        dest="set_cfgs",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="test-time config overrides, e.g. --set TEST.SCALES [400]",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -74,20 +93,29 @@ def main(argv=None) -> int:
     setup_logging()
     device = device_from_args(args)
     dataset_folder = args.dataset or "shapes"
-    path = resolve_checkpoint(args.checkpoint_path, args.load_dir, args.net, dataset_folder,
-                              args.checksession, args.checkepoch, args.checkpoint)
+    path = resolve_checkpoint(
+        args.checkpoint_path,
+        args.load_dir,
+        args.net,
+        dataset_folder,
+        args.checksession,
+        args.checkepoch,
+        args.checkpoint,
+    )
     overrides = data_path_overrides(args) + list(args.set_cfgs)
     model, cfg, classes = load_model_from_checkpoint(path, device, overrides)
     preset_test = DATASET_PRESETS[args.dataset].test if args.dataset else cfg.DATASET.TEST
     imdb_name = args.imdb or preset_test
     imdb = get_imdb(imdb_name, cfg.DATA_DIR, cfg=cfg, classes=classes)
     check_classes(classes, imdb.classes, path, f"the test set {imdb_name}")
-    LOGGER.info("testing %s on %s (%d images) on %s", path, imdb_name, len(imdb.image_index),
-                device)
+    LOGGER.info(
+        "testing %s on %s (%d images) on %s", path, imdb_name, len(imdb.image_index), device
+    )
 
     dataset = TestImageDataset(imdb, cfg)
-    all_boxes, images_per_s = detect_dataset(model, dataset, device, num_workers=args.nw,
-                                             progress=not args.quiet)
+    all_boxes, images_per_s = detect_dataset(
+        model, dataset, device, num_workers=args.nw, progress=not args.quiet
+    )
     output_dir = os.path.join(args.output_dir, imdb_name)
     os.makedirs(output_dir, exist_ok=True)
     save_detections(os.path.join(output_dir, "detections.npz"), all_boxes)
@@ -99,17 +127,22 @@ def main(argv=None) -> int:
         json.dump(results, handle, indent=2)
     LOGGER.info("%.2f images/s on %s", images_per_s, device)
     if args.vis:
-        write_visualisations(imdb, all_boxes, classes, os.path.join(output_dir, "vis"),
-                             args.vis_thresh)
+        write_visualisations(
+            imdb, all_boxes, classes, os.path.join(output_dir, "vis"), args.vis_thresh
+        )
     return 0
 
 
 def evaluate(imdb, imdb_name: str, all_boxes, classes, use_07_metric, output_dir: str) -> dict:
     """VOC AP table for VOC-layout sets, COCO AP for COCO; printed and returned."""
     if getattr(imdb, "coco", None) is not None:
-        stats = coco_evaluate(all_boxes, imdb.coco, imdb.image_ids,
-                              imdb.label_to_category_id,
-                              output_json=os.path.join(output_dir, "coco_results.json"))
+        stats = coco_evaluate(
+            all_boxes,
+            imdb.coco,
+            imdb.image_ids,
+            imdb.label_to_category_id,
+            output_json=os.path.join(output_dir, "coco_results.json"),
+        )
         table = "\n".join(f"| {k} | {v:.4f} |" for k, v in stats.items() if k != "stats")
         print("| metric | value |\n|---|---|\n" + table)
         return {"coco": dict(stats)}
@@ -136,8 +169,12 @@ def write_visualisations(imdb, all_boxes, classes, vis_dir: str, thresh: float) 
                 boxes.append(row[:4])
                 scores.append(row[4])
                 labels.append(c)
-        drawn = draw_detections(image, {"boxes": boxes, "scores": scores, "labels": labels},
-                                class_names=classes, score_thresh=thresh)
+        drawn = draw_detections(
+            image,
+            {"boxes": boxes, "scores": scores, "labels": labels},
+            class_names=classes,
+            score_thresh=thresh,
+        )
         cv2.imwrite(os.path.join(vis_dir, os.path.basename(image_path)), drawn)
     LOGGER.info("wrote %d images with detections to %s", len(imdb.image_index), vis_dir)
 

@@ -28,8 +28,9 @@ def packaged_config_names() -> List[str]:
     folder = packaged_config_dir()
     if not os.path.isdir(folder):
         return []
-    return sorted(name[:-len(CONFIG_SUFFIX)] for name in os.listdir(folder)
-                  if name.endswith(CONFIG_SUFFIX))
+    return sorted(
+        name[: -len(CONFIG_SUFFIX)] for name in os.listdir(folder) if name.endswith(CONFIG_SUFFIX)
+    )
 
 
 def is_config_name(text: str) -> bool:
@@ -43,12 +44,13 @@ def packaged_config_path(name: str) -> str:
     Raises:
         FileNotFoundError: no shipped config has that name; the message lists the ones that do.
     """
-    stem = name[:-len(CONFIG_SUFFIX)] if name.endswith(CONFIG_SUFFIX) else name
+    stem = name[: -len(CONFIG_SUFFIX)] if name.endswith(CONFIG_SUFFIX) else name
     path = os.path.join(packaged_config_dir(), stem + CONFIG_SUFFIX)
     if not os.path.isfile(path):
         available = ", ".join(packaged_config_names()) or "none found"
-        raise FileNotFoundError(f"no config file or packaged config named {name!r}; "
-                                f"packaged configs: {available}")
+        raise FileNotFoundError(
+            f"no config file or packaged config named {name!r}; packaged configs: {available}"
+        )
     return path
 
 
@@ -63,5 +65,7 @@ def resolve_config(path_or_name: str) -> str:
         return path_or_name
     if is_config_name(path_or_name):
         return packaged_config_path(path_or_name)
-    raise FileNotFoundError(f"config file not found: {path_or_name} (a packaged config is "
-                            f"named without a folder: {', '.join(packaged_config_names())})")
+    raise FileNotFoundError(
+        f"config file not found: {path_or_name} (a packaged config is "
+        f"named without a folder: {', '.join(packaged_config_names())})"
+    )

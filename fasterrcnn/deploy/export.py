@@ -44,14 +44,15 @@ class ExportableDetector(nn.Module):
     def __init__(self, model: FasterRCNN) -> None:
         super().__init__()
         if model.cfg.TEST.MAX_PER_IMAGE <= 0:
-            raise ValueError("export needs a fixed number of detections per image: "
-                             f"TEST.MAX_PER_IMAGE must be > 0, got {model.cfg.TEST.MAX_PER_IMAGE}")
+            raise ValueError(
+                "export needs a fixed number of detections per image: "
+                f"TEST.MAX_PER_IMAGE must be > 0, got {model.cfg.TEST.MAX_PER_IMAGE}"
+            )
         self.model = model.eval()
 
     def forward(self, im_data: Tensor, im_info: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         detections = self.model.detect(im_data, im_info)
-        return (detections.boxes, detections.scores, detections.labels,
-                detections.num_detections)
+        return (detections.boxes, detections.scores, detections.labels, detections.num_detections)
 
 
 def example_inputs(cfg: Config) -> tuple[Tensor, Tensor]:
@@ -80,18 +81,25 @@ def export_program(model: FasterRCNN) -> torch.export.ExportedProgram:
     inputs = tuple(t.to(device) for t in example_inputs(model.cfg))
     with torch.no_grad():
         program = torch.export.export(module, inputs, dynamic_shapes=dynamic_shapes())
-    image = next(n for n in program.graph.nodes if n.op == "placeholder"
-                 and n.name == INPUT_NAMES[0]).meta["val"]
-    static = [name for name, size in zip(("height", "width"), image.shape[2:])
-              if not isinstance(size, torch.SymInt)]
+    image = next(
+        n for n in program.graph.nodes if n.op == "placeholder" and n.name == INPUT_NAMES[0]
+    ).meta["val"]
+    static = [
+        name
+        for name, size in zip(("height", "width"), image.shape[2:])
+        if not isinstance(size, torch.SymInt)
+    ]
     if static:
-        raise RuntimeError(f"torch.export fixed the image {' and '.join(static)} to the example "
-                           f"input's {tuple(image.shape[2:])}: the model is not shape-generic")
+        raise RuntimeError(
+            f"torch.export fixed the image {' and '.join(static)} to the example "
+            f"input's {tuple(image.shape[2:])}: the model is not shape-generic"
+        )
     return program
 
 
-ONNX_EXTRA_HINT = "ONNX export and inference need onnx, onnxscript and onnxruntime: " \
-    "pip install -e .[onnx]"
+ONNX_EXTRA_HINT = (
+    "ONNX export and inference need onnx, onnxscript and onnxruntime: pip install -e .[onnx]"
+)
 
 
 def onnx_ops() -> ModuleType:
@@ -103,19 +111,23 @@ def onnx_ops() -> ModuleType:
 
 
 def _metadata(cfg: Config, classes: Sequence[str]) -> dict[str, str]:
-    return {ONNX_CONFIG_KEY: json.dumps(config_to_dict(cfg)),
-            ONNX_CLASSES_KEY: json.dumps(list(classes))}
+    return {
+        ONNX_CONFIG_KEY: json.dumps(config_to_dict(cfg)),
+        ONNX_CLASSES_KEY: json.dumps(list(classes)),
+    }
 
 
-def save_pt2(program: torch.export.ExportedProgram, path: str, cfg: Config,
-             classes: Sequence[str]) -> None:
+def save_pt2(
+    program: torch.export.ExportedProgram, path: str, cfg: Config, classes: Sequence[str]
+) -> None:
     """Write ``program`` as a ``.pt2`` archive with the config and class names."""
     extra = json.dumps({"config": config_to_dict(cfg), "classes": list(classes)})
     torch.export.save(program, path, extra_files={PT2_EXTRA_FILE: extra})
 
 
-def save_onnx(program: torch.export.ExportedProgram, path: str, cfg: Config,
-              classes: Sequence[str]) -> None:
+def save_onnx(
+    program: torch.export.ExportedProgram, path: str, cfg: Config, classes: Sequence[str]
+) -> None:
     """Translate ``program`` to ONNX (dynamo exporter) and write it with the config and classes.
 
     Raises ValueError for configs without an ONNX translation (``POOLING_MODE crop``).
@@ -123,8 +135,12 @@ def save_onnx(program: torch.export.ExportedProgram, path: str, cfg: Config,
     translations = onnx_ops()
     translations.check_onnx_exportable(cfg)
     onnx_program = torch.onnx.export(
-        program, dynamo=True, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-        custom_translation_table=translations.onnx_translation_table(), verbose=False,
+        program,
+        dynamo=True,
+        input_names=list(INPUT_NAMES),
+        output_names=list(OUTPUT_NAMES),
+        custom_translation_table=translations.onnx_translation_table(),
+        verbose=False,
     )
     onnx_program.model.metadata_props.update(_metadata(cfg, classes))
     onnx_program.save(path)

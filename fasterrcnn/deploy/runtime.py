@@ -39,8 +39,12 @@ class ExportedDetector:
         classes: class names, index 0 the background.
     """
 
-    def __init__(self, run: Callable[[np.ndarray, np.ndarray], PaddedDetections], cfg: Config,
-                 classes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        run: Callable[[np.ndarray, np.ndarray], PaddedDetections],
+        cfg: Config,
+        classes: Sequence[str],
+    ) -> None:
         self.run = run
         self.cfg = cfg
         self.classes = list(classes)
@@ -103,13 +107,16 @@ class ExportedDetector:
         }
 
 
-def detect_dataset(detector: ExportedDetector, dataset: torch.utils.data.Dataset
-                   ) -> tuple[AllBoxes, float]:
+def detect_dataset(
+    detector: ExportedDetector, dataset: torch.utils.data.Dataset
+) -> tuple[AllBoxes, float]:
     """All detections of a test dataset (``dataset[k]`` -> im_data, im_info, index) as
     ``all_boxes`` ``[class][image]`` (N, 5) arrays, and the images per second."""
     num_classes = len(detector.classes)
-    all_boxes: AllBoxes = [[np.zeros((0, 5), dtype=np.float32) for _ in range(len(dataset))]
-                           for _ in range(num_classes)]
+    all_boxes: AllBoxes = [
+        [np.zeros((0, 5), dtype=np.float32) for _ in range(len(dataset))]
+        for _ in range(num_classes)
+    ]
     started = time.perf_counter()
     for k in range(len(dataset)):
         im_data, im_info, index = dataset[k]

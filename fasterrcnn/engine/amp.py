@@ -16,8 +16,12 @@ import torch
 
 LOGGER = logging.getLogger(__name__)
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-              "fp16": torch.float16, "float16": torch.float16}
+AMP_DTYPES = {
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+}
 """Names ``--amp`` accepts; ``auto`` (or a bare ``--amp``) picks per device."""
 
 AmpSetting = Union[bool, str, None]
@@ -26,8 +30,10 @@ AmpSetting = Union[bool, str, None]
 def cpu_has_fast(dtype: torch.dtype) -> bool:
     """True when oneDNN runs ``dtype`` convolutions natively on this CPU (the check PyTorch's
     convolution makes before leaving its slow reference path)."""
-    name = {torch.bfloat16: "_is_mkldnn_bf16_supported",
-            torch.float16: "_is_mkldnn_fp16_supported"}[dtype]
+    name = {
+        torch.bfloat16: "_is_mkldnn_bf16_supported",
+        torch.float16: "_is_mkldnn_fp16_supported",
+    }[dtype]
     check = getattr(torch.ops.mkldnn, name, None)
     return check is None or bool(check())
 
@@ -48,15 +54,19 @@ def amp_dtype(amp: AmpSetting, device_type: str) -> Optional[torch.dtype]:
             return torch.float16
         if cpu_has_fast(torch.bfloat16):
             return torch.bfloat16
-        LOGGER.warning("--amp: this CPU has no fast bfloat16 convolutions (oneDNN needs "
-                       "AVX512 or Arm BF16); training in float32")
+        LOGGER.warning(
+            "--amp: this CPU has no fast bfloat16 convolutions (oneDNN needs "
+            "AVX512 or Arm BF16); training in float32"
+        )
         return None
     dtype = AMP_DTYPES.get(str(amp).lower())
     if dtype is None:
-        raise ValueError(f"--amp: unknown precision {amp!r}; choose auto, "
-                         f"{', '.join(AMP_DTYPES)}")
+        raise ValueError(f"--amp: unknown precision {amp!r}; choose auto, {', '.join(AMP_DTYPES)}")
     if device_type == "cpu" and not cpu_has_fast(dtype):
-        LOGGER.warning("--amp %s: this CPU has no fast %s convolutions; PyTorch falls back to "
-                       "a reference convolution, many times slower than float32", amp,
-                       str(dtype).replace("torch.", ""))
+        LOGGER.warning(
+            "--amp %s: this CPU has no fast %s convolutions; PyTorch falls back to "
+            "a reference convolution, many times slower than float32",
+            amp,
+            str(dtype).replace("torch.", ""),
+        )
     return dtype

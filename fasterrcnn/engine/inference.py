@@ -24,8 +24,9 @@ LOGGER = logging.getLogger(__name__)
 AllBoxes = List[List[np.ndarray]]
 
 
-def load_model_from_checkpoint(path: str, device: str = "cpu", overrides: Sequence[Any] = ()
-                               ) -> Tuple[FasterRCNN, Config, List[str]]:
+def load_model_from_checkpoint(
+    path: str, device: str = "cpu", overrides: Sequence[Any] = ()
+) -> Tuple[FasterRCNN, Config, List[str]]:
     """Rebuild the model a checkpoint was trained as, load its weights, put it in eval mode.
 
     Returns (model, config, class names); ``overrides`` (``[KEY, VALUE, ...]``) change test-time
@@ -69,8 +70,13 @@ def detections_to_class_arrays(detection: dict, num_classes: int) -> List[np.nda
 
 
 @torch.no_grad()
-def detect_dataset(model: FasterRCNN, dataset: torch.utils.data.Dataset, device: str = "cpu",
-                   num_workers: int = 0, progress: bool = True) -> Tuple[AllBoxes, float]:
+def detect_dataset(
+    model: FasterRCNN,
+    dataset: torch.utils.data.Dataset,
+    device: str = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> Tuple[AllBoxes, float]:
     """Run the model on every image of a test dataset.
 
     ``dataset[k]`` gives (im_data (1,3,h,w), im_info (1,3), image index, (height, width) of the
@@ -81,10 +87,12 @@ def detect_dataset(model: FasterRCNN, dataset: torch.utils.data.Dataset, device:
     model.eval()
     num_classes = model.num_classes
     num_images = len(dataset)
-    all_boxes: AllBoxes = [[np.zeros((0, 5), dtype=np.float32) for _ in range(num_images)]
-                           for _ in range(num_classes)]
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False,
-                                         num_workers=num_workers)
+    all_boxes: AllBoxes = [
+        [np.zeros((0, 5), dtype=np.float32) for _ in range(num_images)] for _ in range(num_classes)
+    ]
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=None, shuffle=False, num_workers=num_workers
+    )
     if progress:
         from tqdm import tqdm
 
@@ -103,11 +111,19 @@ def detect_dataset(model: FasterRCNN, dataset: torch.utils.data.Dataset, device:
 
 def save_detections(path: str, all_boxes: AllBoxes) -> None:
     """Store all_boxes as one (N, 7) array [image, class, x1, y1, x2, y2, score] in an .npz."""
-    rows = [np.hstack([np.full((len(b), 1), i), np.full((len(b), 1), c), b])
-            for c, per_image in enumerate(all_boxes) for i, b in enumerate(per_image) if len(b)]
+    rows = [
+        np.hstack([np.full((len(b), 1), i), np.full((len(b), 1), c), b])
+        for c, per_image in enumerate(all_boxes)
+        for i, b in enumerate(per_image)
+        if len(b)
+    ]
     table = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, 7), np.float32)
-    np.savez_compressed(path, detections=table, num_classes=len(all_boxes),
-                        num_images=len(all_boxes[0]) if all_boxes else 0)
+    np.savez_compressed(
+        path,
+        detections=table,
+        num_classes=len(all_boxes),
+        num_images=len(all_boxes[0]) if all_boxes else 0,
+    )
 
 
 def load_detections(path: str) -> AllBoxes:
@@ -115,11 +131,11 @@ def load_detections(path: str) -> AllBoxes:
     with np.load(path, allow_pickle=False) as data:
         table = data["detections"]
         num_classes, num_images = int(data["num_classes"]), int(data["num_images"])
-    all_boxes: AllBoxes = [[np.zeros((0, 5), dtype=np.float32) for _ in range(num_images)]
-                           for _ in range(num_classes)]
+    all_boxes: AllBoxes = [
+        [np.zeros((0, 5), dtype=np.float32) for _ in range(num_images)] for _ in range(num_classes)
+    ]
     for c in range(num_classes):
         of_class = table[table[:, 1] == c]
         for i in np.unique(of_class[:, 0]).astype(int):
             all_boxes[c][i] = of_class[of_class[:, 0] == i, 2:].copy()
     return all_boxes
-

@@ -52,7 +52,8 @@ def lr_factor(cfg: Config, iters_per_epoch: int) -> Callable[[int], float]:
     return factor
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config,
-                    iters_per_epoch: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: Config, iters_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Warm-up then step decay, stepped every iteration; its state goes into checkpoints."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, iters_per_epoch))

@@ -26,8 +26,9 @@ def capture_rng_state(sampling: torch.Generator) -> RngState:
     return state
 
 
-def restore_rng_state(state: RngState, sampling: torch.Generator, source: str = "checkpoint") \
-        -> None:
+def restore_rng_state(
+    state: RngState, sampling: torch.Generator, source: str = "checkpoint"
+) -> None:
     """Put back what :func:`capture_rng_state` saved.  CUDA states are restored on the devices
     present (a warning when their number differs; an info line when CUDA is absent here).
     ``source`` names the file in those messages."""
@@ -37,12 +38,16 @@ def restore_rng_state(state: RngState, sampling: torch.Generator, source: str = 
     if not cuda:
         return
     if not torch.cuda.is_available():
-        LOGGER.info("%s holds CUDA random states; CUDA is not available here: not restored",
-                    source)
+        LOGGER.info("%s holds CUDA random states; CUDA is not available here: not restored", source)
         return
     count = torch.cuda.device_count()
     if len(cuda) != count:
-        LOGGER.warning("%s holds the CUDA random states of %d devices, %d are visible: "
-                       "restoring the first %d", source, len(cuda), count, min(len(cuda), count))
+        LOGGER.warning(
+            "%s holds the CUDA random states of %d devices, %d are visible: restoring the first %d",
+            source,
+            len(cuda),
+            count,
+            min(len(cuda), count),
+        )
     for index, device_state in enumerate(cuda[:count]):
         torch.cuda.set_rng_state(device_state, index)

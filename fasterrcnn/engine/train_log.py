@@ -56,8 +56,15 @@ def format_eta(seconds: float) -> str:
     return str(datetime.timedelta(seconds=round(seconds)))
 
 
-def format_line(where: str, losses: Dict[str, float], lr: float, data_s: float,
-                compute_s: float, images_per_s: float, eta_s: float) -> str:
+def format_line(
+    where: str,
+    losses: Dict[str, float],
+    lr: float,
+    data_s: float,
+    compute_s: float,
+    images_per_s: float,
+    eta_s: float,
+) -> str:
     """One log line: the total ``loss`` first, then the other losses in brackets.
 
     Example: ``[epoch 1][iter 20/600] loss 1.2345 (rpn_cls 0.1234, rpn_box 0.0456),
@@ -65,8 +72,10 @@ def format_line(where: str, losses: Dict[str, float], lr: float, data_s: float,
     """
     parts = [f"{name} {value:.4f}" for name, value in losses.items() if name != "loss"]
     total = f"loss {losses['loss']:.4f} " if "loss" in losses else ""
-    return (f"{where} {total}({', '.join(parts)}), lr {lr:.2e}, data {data_s:.3f} s, "
-            f"compute {compute_s:.3f} s, {images_per_s:.1f} img/s, eta {format_eta(eta_s)}")
+    return (
+        f"{where} {total}({', '.join(parts)}), lr {lr:.2e}, data {data_s:.3f} s, "
+        f"compute {compute_s:.3f} s, {images_per_s:.1f} img/s, eta {format_eta(eta_s)}"
+    )
 
 
 class TrainingLog:
@@ -80,8 +89,14 @@ class TrainingLog:
         stream: where the bar goes (default ``sys.stderr``, where the log handler writes).
     """
 
-    def __init__(self, interval: int, window: int = 20, enabled: bool = True,
-                 progress: bool = True, stream: Optional[TextIO] = None) -> None:
+    def __init__(
+        self,
+        interval: int,
+        window: int = 20,
+        enabled: bool = True,
+        progress: bool = True,
+        stream: Optional[TextIO] = None,
+    ) -> None:
         self.interval = max(int(interval), 1)
         self.window = window
         self.enabled = enabled
@@ -112,16 +127,31 @@ class TrainingLog:
         from tqdm.contrib.logging import logging_redirect_tqdm
 
         stream = self.stream if self.stream is not None else sys.stderr
-        with logging_redirect_tqdm(), tqdm(total=total, initial=done, desc=description,
-                                           file=stream, mininterval=1.0, leave=False) as bar:
+        with (
+            logging_redirect_tqdm(),
+            tqdm(
+                total=total,
+                initial=done,
+                desc=description,
+                file=stream,
+                mininterval=1.0,
+                leave=False,
+            ) as bar,
+        ):
             self._bar = bar
             try:
                 yield
             finally:
                 self._bar = None
 
-    def step(self, losses: Optional[Dict[str, torch.Tensor]], step: int, lr: float,
-             data_s: float, compute_s: float) -> None:
+    def step(
+        self,
+        losses: Optional[Dict[str, torch.Tensor]],
+        step: int,
+        lr: float,
+        data_s: float,
+        compute_s: float,
+    ) -> None:
         """Record one iteration.
 
         Args:
@@ -167,9 +197,17 @@ class TrainingLog:
         medians = self.medians()
         iteration_s = self._data.median + self._compute.median
         images_per_s = images_per_step / iteration_s if iteration_s > 0 else math.nan
-        line = format_line(where, medians, lr, self._data.median, self._compute.median,
-                           images_per_s, remaining_iters * iteration_s)
+        line = format_line(
+            where,
+            medians,
+            lr,
+            self._data.median,
+            self._compute.median,
+            images_per_s,
+            remaining_iters * iteration_s,
+        )
         LOGGER.info("%s", line)
         if self._bar is not None:
-            self._bar.set_postfix({"loss": f"{medians.get('loss', math.nan):.4f}",
-                                   "lr": f"{lr:.2e}"}, refresh=False)
+            self._bar.set_postfix(
+                {"loss": f"{medians.get('loss', math.nan):.4f}", "lr": f"{lr:.2e}"}, refresh=False
+            )

@@ -93,9 +93,17 @@ class Trainer:
         wrapped: the module to call (a DistributedDataParallel or DataParallel around ``model``).
     """
 
-    def __init__(self, cfg: Config, model: nn.Module, loader_factory: LoaderFactory,
-                 iters_per_epoch: int, classes: Sequence[str], options: TrainOptions,
-                 dist_info: DistInfo = DistInfo(), wrapped: Optional[nn.Module] = None):
+    def __init__(
+        self,
+        cfg: Config,
+        model: nn.Module,
+        loader_factory: LoaderFactory,
+        iters_per_epoch: int,
+        classes: Sequence[str],
+        options: TrainOptions,
+        dist_info: DistInfo = DistInfo(),
+        wrapped: Optional[nn.Module] = None,
+    ):
         if iters_per_epoch <= 0:
             raise ValueError("the training set gives no batch: check the dataset and batch size")
         self.cfg = cfg
@@ -111,10 +119,15 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg, iters_per_epoch)
         self.state = TrainState()
         self.amp_dtype = amp_dtype(options.amp, self.device.type)
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.amp_dtype == torch.float16)
-        self.log = TrainingLog(options.disp_interval, options.smoothing_window,
-                               enabled=dist_info.is_main, progress=options.progress)
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.amp_dtype == torch.float16
+        )
+        self.log = TrainingLog(
+            options.disp_interval,
+            options.smoothing_window,
+            enabled=dist_info.is_main,
+            progress=options.progress,
+        )
         self.writer = self._make_writer()
         if self.writer is not None:
             self.log.listeners.append(self._write_scalars)
@@ -123,21 +136,29 @@ class Trainer:
         """True after TRAIN.EPOCHS epochs, or TRAIN.MAX_ITERS optimizer steps when that is set."""
         max_iters = self.cfg.TRAIN.MAX_ITERS
         return self.state.epoch >= self.cfg.TRAIN.EPOCHS or (
-            max_iters > 0 and self.state.global_step >= max_iters)
+            max_iters > 0 and self.state.global_step >= max_iters
+        )
 
     def resume(self, path: str) -> None:
         """Load a checkpoint written by :meth:`save` and continue from its position."""
         ckpt = load_checkpoint(path, map_location="cpu")
         check_resumable(ckpt, path)
-        check_classes(ckpt.get("classes", self.classes), self.classes, path,
-                      f"this run's dataset {self.cfg.DATASET.TRAIN}")
+        check_classes(
+            ckpt.get("classes", self.classes),
+            self.classes,
+            path,
+            f"this run's dataset {self.cfg.DATASET.TRAIN}",
+        )
         load_model_state(self.model, ckpt["model"], path)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.state = TrainState(epoch=ckpt["epoch"], batch=ckpt["iteration"],
-                                global_step=ckpt["global_step"],
-                                skipped_batches=ckpt.get("skipped_batches", 0),
-                                last_checkpoint=path)
+        self.state = TrainState(
+            epoch=ckpt["epoch"],
+            batch=ckpt["iteration"],
+            global_step=ckpt["global_step"],
+            skipped_batches=ckpt.get("skipped_batches", 0),
+            last_checkpoint=path,
+        )
         restore_rng_state(ckpt["rng"], self.model.generator, path)
         saved_images = ckpt["images_per_step"]
         if saved_images != self.images_per_step:
@@ -150,8 +171,13 @@ class Trainer:
         if self.state.batch >= self.iters_per_epoch:
             self.state.epoch += 1
             self.state.batch = 0
-        LOGGER.info("resumed from %s at epoch %d, batch %d (step %d)", path,
-                    self.state.epoch + 1, self.state.batch, self.state.global_step)
+        LOGGER.info(
+            "resumed from %s at epoch %d, batch %d (step %d)",
+            path,
+            self.state.epoch + 1,
+            self.state.batch,
+            self.state.global_step,
+        )
 
     @property
     def images_per_step(self) -> int:
@@ -169,20 +195,28 @@ class Trainer:
         self.state.global_step = round(self.state.global_step * ratio)
         self._set_schedule_position(self.state.global_step)
         self._reseed_sampling()
-        LOGGER.warning("%s was written with %d images per step, this run takes %d: resuming "
-                       "at the same number of images seen (batch %d, step %d); the data order "
-                       "from here differs from the original run's", path, saved_images,
-                       self.images_per_step, self.state.batch, self.state.global_step)
+        LOGGER.warning(
+            "%s was written with %d images per step, this run takes %d: resuming "
+            "at the same number of images seen (batch %d, step %d); the data order "
+            "from here differs from the original run's",
+            path,
+            saved_images,
+            self.images_per_step,
+            self.state.batch,
+            self.state.global_step,
+        )
 
     def _reseed_sampling(self) -> None:
         """A sampling stream of this rank at this step (the checkpoint holds rank 0's only)."""
         self.model.generator.manual_seed(
-            self.cfg.RNG_SEED + 1000003 * self.state.global_step + self.dist_info.rank)
+            self.cfg.RNG_SEED + 1000003 * self.state.global_step + self.dist_info.rank
+        )
 
     def _set_schedule_position(self, step: int) -> None:
         self.scheduler.last_epoch = step
-        for group, base_lr, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
-                                          self.scheduler.lr_lambdas):
+        for group, base_lr, factor in zip(
+            self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas
+        ):
             group["lr"] = base_lr * factor(step)
 
     def start_at_epoch(self, epoch: int) -> None:
@@ -213,8 +247,9 @@ class Trainer:
             return None
         epoch = self.state.epoch if completed_epoch else self.state.epoch + 1
         batch = self.iters_per_epoch if completed_epoch else self.state.batch
-        path = os.path.join(self.options.save_dir,
-                            checkpoint_name(self.options.session, epoch, batch))
+        path = os.path.join(
+            self.options.save_dir, checkpoint_name(self.options.session, epoch, batch)
+        )
         state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -240,22 +275,31 @@ class Trainer:
         """Train from the current position to the end of the epoch or of the schedule."""
         loader = self.loader_factory(self.state.epoch, self.state.batch)
         every = self.cfg.TRAIN.CHECKPOINT_EVERY_ITERS
-        with self.log.epoch(f"epoch {self.state.epoch + 1}", self.state.batch,
-                            self.iters_per_epoch):
+        with self.log.epoch(
+            f"epoch {self.state.epoch + 1}", self.state.batch, self.iters_per_epoch
+        ):
             tick = time.perf_counter()
             for batch in loader:
                 loaded = time.perf_counter()
                 lr = self.optimizer.param_groups[0]["lr"]
                 losses = self._train_step(batch)
                 self.state.batch += 1
-                self.log.step(losses, self.state.global_step, lr, data_s=loaded - tick,
-                              compute_s=time.perf_counter() - loaded)
+                self.log.step(
+                    losses,
+                    self.state.global_step,
+                    lr,
+                    data_s=loaded - tick,
+                    compute_s=time.perf_counter() - loaded,
+                )
                 if self.log.due(self.state.global_step):
                     self._flush_log()
                 if self.finished():
                     break
-                if every > 0 and self.state.global_step % every == 0 and \
-                        self.state.batch < self.iters_per_epoch:
+                if (
+                    every > 0
+                    and self.state.global_step % every == 0
+                    and self.state.batch < self.iters_per_epoch
+                ):
                     self.save()
                 tick = time.perf_counter()
             self._flush_log()
@@ -264,8 +308,9 @@ class Trainer:
     def _train_step(self, batch: Sequence) -> Optional[Dict[str, torch.Tensor]]:
         """One iteration; returns its detached losses (on the device, with the total as
         ``loss``), or None when the batch was skipped."""
-        im_data, im_info, gt_boxes, num_boxes = (t.to(self.device, non_blocking=True)
-                                                 for t in batch[:4])
+        im_data, im_info, gt_boxes, num_boxes = (
+            t.to(self.device, non_blocking=True) for t in batch[:4]
+        )
         image_ids = batch[4] if len(batch) > 4 else None
         buffers = self._snapshot_buffers()
         with self._autocast():
@@ -281,11 +326,14 @@ class Trainer:
             if self.scaler.is_enabled():
                 self.scaler.update()
                 if loss_ok:
-                    LOGGER.info("float16 gradients overflowed at step %d: step skipped, loss "
-                                "scale lowered", self.state.global_step)
+                    LOGGER.info(
+                        "float16 gradients overflowed at step %d: step skipped, loss scale lowered",
+                        self.state.global_step,
+                    )
                     return None
-            self._non_finite(losses if not loss_ok else {"grad_norm": grad_norm, **losses},
-                             image_ids, buffers)
+            self._non_finite(
+                losses if not loss_ok else {"grad_norm": grad_norm, **losses}, image_ids, buffers
+            )
             return None
         self.optimizer.step()  # gradients are unscaled and known finite: no scaler.step sync
         if self.scaler.is_enabled():
@@ -306,11 +354,15 @@ class Trainer:
             return torch.nn.utils.get_total_norm([p.grad for p in params])
         return None
 
-    def _finite_flags(self, loss: torch.Tensor,
-                      grad_norm: Optional[torch.Tensor]) -> Tuple[bool, bool]:
+    def _finite_flags(
+        self, loss: torch.Tensor, grad_norm: Optional[torch.Tensor]
+    ) -> Tuple[bool, bool]:
         """(loss finite, gradients finite), agreed by every rank: the step's one host read."""
-        grads_ok = torch.isfinite(grad_norm) if grad_norm is not None else \
-            torch.ones((), dtype=torch.bool, device=loss.device)
+        grads_ok = (
+            torch.isfinite(grad_norm)
+            if grad_norm is not None
+            else torch.ones((), dtype=torch.bool, device=loss.device)
+        )
         flags = torch.stack([torch.isfinite(loss.detach()), grads_ok.to(loss.device)])
         loss_ok, grads_finite = all_ranks_agree(flags, self.dist_info).tolist()
         return bool(loss_ok), bool(grads_finite)
@@ -321,11 +373,14 @@ class Trainer:
             return None
         return {name: buf.detach().clone() for name, buf in self.model.named_buffers()}
 
-    def _non_finite(self, losses: Dict[str, torch.Tensor], image_ids,
-                    buffers: Optional[Dict[str, torch.Tensor]]) -> None:
+    def _non_finite(
+        self, losses: Dict[str, torch.Tensor], image_ids, buffers: Optional[Dict[str, torch.Tensor]]
+    ) -> None:
         values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in losses.items())
-        where = (f"epoch {self.state.epoch + 1}, iteration {self.state.batch} "
-                 f"(step {self.state.global_step})")
+        where = (
+            f"epoch {self.state.epoch + 1}, iteration {self.state.batch} "
+            f"(step {self.state.global_step})"
+        )
         images = ", ".join(str(i) for i in image_ids) if image_ids is not None else "unknown"
         message = f"non-finite loss at {where}: {values}; images: {images}"
         if self.cfg.TRAIN.NONFINITE_POLICY == "stop":
@@ -337,8 +392,10 @@ class Trainer:
         LOGGER.warning("%s; batch skipped (%d so far)", message, self.state.skipped_batches)
 
     def _flush_log(self) -> None:
-        where = (f"[session {self.options.session}][epoch {self.state.epoch + 1}]"
-                 f"[iter {self.state.batch}/{self.iters_per_epoch}]")
+        where = (
+            f"[session {self.options.session}][epoch {self.state.epoch + 1}]"
+            f"[iter {self.state.batch}/{self.iters_per_epoch}]"
+        )
         self.log.flush(where, self.images_per_step, self._remaining_iters())
 
     def _remaining_iters(self) -> int:
@@ -364,4 +421,3 @@ class Trainer:
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(log_dir=os.path.join(self.options.save_dir, "tensorboard"))
-

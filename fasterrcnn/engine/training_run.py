@@ -20,10 +20,19 @@ from fasterrcnn.model import build_model
 LOGGER = logging.getLogger(__name__)
 
 
-def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: str = "cpu",
-                       dist_info: DistInfo = DistInfo(), multi_gpu: bool = False,
-                       amp: AmpSetting = None, use_tfb: bool = False, progress: bool = True,
-                       resume: Optional[str] = None, start_epoch: int = 1) -> Trainer:
+def build_training_run(
+    cfg: Config,
+    output_dir: str,
+    session: int = 1,
+    device: str = "cpu",
+    dist_info: DistInfo = DistInfo(),
+    multi_gpu: bool = False,
+    amp: AmpSetting = None,
+    use_tfb: bool = False,
+    progress: bool = True,
+    resume: Optional[str] = None,
+    start_epoch: int = 1,
+) -> Trainer:
     """A :class:`Trainer` ready to ``train()``.
 
     Args:
@@ -43,8 +52,13 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
     if dist_info.enabled and torch.device(device).type == "cuda":
         device = f"cuda:{dist_info.local_rank}"
     imdb, roidb, ratio_list, ratio_index = combined_roidb(cfg.DATASET.TRAIN, cfg, training=True)
-    LOGGER.info("%s: %d training images%s of %d classes", cfg.DATASET.TRAIN, len(roidb),
-                " (with flips)" if cfg.TRAIN.USE_FLIPPED else "", imdb.num_classes)
+    LOGGER.info(
+        "%s: %d training images%s of %d classes",
+        cfg.DATASET.TRAIN,
+        len(roidb),
+        " (with flips)" if cfg.TRAIN.USE_FLIPPED else "",
+        imdb.num_classes,
+    )
     torch.manual_seed(cfg.RNG_SEED)
     model = build_model(cfg, imdb.num_classes)
     if cfg.TRAIN.INIT_WEIGHTS and resume is None:
@@ -54,11 +68,18 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
     model.to(device)
     wrapped = _wrap(model, device, dist_info, multi_gpu)
 
-    loader = build_train_loader(cfg, roidb, ratio_list, ratio_index,
-                                batch_size=cfg.TRAIN.IMS_PER_BATCH,
-                                num_workers=cfg.TRAIN.NUM_WORKERS, seed=cfg.RNG_SEED,
-                                rank=dist_info.rank, world_size=dist_info.world_size,
-                                pin_memory=torch.device(device).type == "cuda")
+    loader = build_train_loader(
+        cfg,
+        roidb,
+        ratio_list,
+        ratio_index,
+        batch_size=cfg.TRAIN.IMS_PER_BATCH,
+        num_workers=cfg.TRAIN.NUM_WORKERS,
+        seed=cfg.RNG_SEED,
+        rank=dist_info.rank,
+        world_size=dist_info.world_size,
+        pin_memory=torch.device(device).type == "cuda",
+    )
 
     def loader_factory(epoch: int, start_batch: int):
         """The one loader (its workers persist), moved to ``epoch`` from ``start_batch``."""
@@ -66,11 +87,25 @@ def build_training_run(cfg: Config, output_dir: str, session: int = 1, device: s
         return loader
 
     iters_per_epoch = loader.batch_sampler.batches_per_epoch()
-    options = TrainOptions(save_dir=output_dir, session=session, device=device,
-                           disp_interval=cfg.TRAIN.DISPLAY, use_tfb=use_tfb, amp=amp,
-                           progress=progress)
-    trainer = Trainer(cfg, model, loader_factory, iters_per_epoch, imdb.classes, options,
-                      dist_info=dist_info, wrapped=wrapped)
+    options = TrainOptions(
+        save_dir=output_dir,
+        session=session,
+        device=device,
+        disp_interval=cfg.TRAIN.DISPLAY,
+        use_tfb=use_tfb,
+        amp=amp,
+        progress=progress,
+    )
+    trainer = Trainer(
+        cfg,
+        model,
+        loader_factory,
+        iters_per_epoch,
+        imdb.classes,
+        options,
+        dist_info=dist_info,
+        wrapped=wrapped,
+    )
     if resume is not None:
         trainer.resume(resume)
     elif start_epoch > 1:

@@ -46,8 +46,9 @@ def detections_to_coco_results(
     for c in range(1, len(all_boxes)):
         category_id = int(label_to_category_id[c])
         if len(all_boxes[c]) != len(image_ids):
-            raise ValueError(f"all_boxes[{c}] has {len(all_boxes[c])} images, "
-                             f"image_ids has {len(image_ids)}")
+            raise ValueError(
+                f"all_boxes[{c}] has {len(all_boxes[c])} images, image_ids has {len(image_ids)}"
+            )
         for image_id, dets in zip(image_ids, all_boxes[c]):
             dets = np.asarray(dets, dtype=np.float64)
             if dets.size == 0:
@@ -56,12 +57,14 @@ def detections_to_coco_results(
             widths = dets[:, 2] - dets[:, 0] + 1.0
             heights = dets[:, 3] - dets[:, 1] + 1.0
             for det, w, h in zip(dets, widths, heights):
-                results.append({
-                    "image_id": int(image_id),
-                    "category_id": category_id,
-                    "bbox": [float(det[0]), float(det[1]), float(w), float(h)],
-                    "score": float(det[4]),
-                })
+                results.append(
+                    {
+                        "image_id": int(image_id),
+                        "category_id": category_id,
+                        "bbox": [float(det[0]), float(det[1]), float(w), float(h)],
+                        "score": float(det[4]),
+                    }
+                )
     return results
 
 

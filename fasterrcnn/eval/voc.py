@@ -44,8 +44,12 @@ EXACT_VOC07_THRESHOLDS = np.array([k / 10.0 for k in range(11)])
 """The exact decimals ``k / 10``, for ``exact_07_thresholds=True``."""
 
 
-def voc_ap(rec: Sequence[float], prec: Sequence[float], use_07_metric: bool = True,
-           exact_07_thresholds: bool = False) -> float:
+def voc_ap(
+    rec: Sequence[float],
+    prec: Sequence[float],
+    use_07_metric: bool = True,
+    exact_07_thresholds: bool = False,
+) -> float:
     """Average precision from a precision/recall curve.
 
     Args:
@@ -122,8 +126,10 @@ def match_class_detections(
         number of non-difficult ground truth boxes.
     """
     if not (len(dets_per_image) == len(gt_boxes_per_image) == len(gt_difficult_per_image)):
-        raise ValueError("dets_per_image, gt_boxes_per_image and gt_difficult_per_image "
-                         "must have one entry per image")
+        raise ValueError(
+            "dets_per_image, gt_boxes_per_image and gt_difficult_per_image "
+            "must have one entry per image"
+        )
     gts = [np.asarray(g, dtype=np.float64).reshape(-1, 4) for g in gt_boxes_per_image]
     difficult = [np.asarray(d, dtype=bool).reshape(-1) for d in gt_difficult_per_image]
     for i, (g, d) in enumerate(zip(gts, difficult)):
@@ -201,8 +207,10 @@ def voc_evaluate(
     for c in range(1, len(classes)):
         name = classes[c]
         if len(all_boxes[c]) != num_images:
-            raise ValueError(f"all_boxes[{c}] ({name}) has {len(all_boxes[c])} images, "
-                             f"annotations has {num_images}")
+            raise ValueError(
+                f"all_boxes[{c}] ({name}) has {len(all_boxes[c])} images, "
+                f"annotations has {num_images}"
+            )
         masks = [gc == c for gc in gt_classes]
         tp, fp, npos = match_class_detections(
             all_boxes[c],
@@ -222,8 +230,10 @@ def voc_evaluate(
         ap[name] = voc_ap(rec, prec, use_07_metric, exact_07_thresholds)
         recall[name] = float(rec[-1]) if rec.size else 0.0
     if missing:
-        logger.warning("classes without non-difficult ground truth (AP nan, left out of mAP): %s",
-                       ", ".join(missing))
+        logger.warning(
+            "classes without non-difficult ground truth (AP nan, left out of mAP): %s",
+            ", ".join(missing),
+        )
     valid = [v for v in ap.values() if not math.isnan(v)]
     mean_ap = float(np.mean(valid)) if valid else math.nan
     return {"ap": ap, "map": mean_ap, "recall": recall}

@@ -22,20 +22,38 @@ LOGGER = logging.getLogger("inspect")
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m fasterrcnn.inspect",
-                                     description="Show every stage of a Faster R-CNN on one image")
+    parser = argparse.ArgumentParser(
+        prog="python -m fasterrcnn.inspect",
+        description="Show every stage of a Faster R-CNN on one image",
+    )
     parser.add_argument("--checkpoint", required=True, help="checkpoint of tools/trainval_net.py")
     parser.add_argument("--image", required=True, help="image file")
     parser.add_argument("--out", required=True, help="output folder for the table and figures")
-    parser.add_argument("--gt", nargs=5, action="append", type=float, default=[],
-                        metavar=("X1", "Y1", "X2", "Y2", "LABEL"),
-                        help="a ground-truth box (repeat the flag for more): adds the anchor "
-                             "labels and the sampled RoIs")
+    parser.add_argument(
+        "--gt",
+        nargs=5,
+        action="append",
+        type=float,
+        default=[],
+        metavar=("X1", "Y1", "X2", "Y2", "LABEL"),
+        help="a ground-truth box (repeat the flag for more): adds the anchor "
+        "labels and the sampled RoIs",
+    )
     parser.add_argument("--top_k", type=int, default=20, help="proposals to draw")
-    parser.add_argument("--thresh", type=float, default=None,
-                        help="detection score threshold (default TEST.DETECT_SCORE_THRESH)")
-    parser.add_argument("--set", dest="set_cfgs", nargs="+", default=[], metavar="KEY VALUE",
-                        help="override test-time config keys of the checkpoint's config")
+    parser.add_argument(
+        "--thresh",
+        type=float,
+        default=None,
+        help="detection score threshold (default TEST.DETECT_SCORE_THRESH)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="set_cfgs",
+        nargs="+",
+        default=[],
+        metavar="KEY VALUE",
+        help="override test-time config keys of the checkpoint's config",
+    )
     add_device_arguments(parser)
     return parser.parse_args(argv)
 
@@ -46,9 +64,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         from fasterrcnn.inspect.draw import save_all
     except ImportError as error:
-        raise SystemExit(f"the figures need matplotlib: pip install matplotlib ({error})") from error
-    detector = Detector.from_checkpoint(args.checkpoint, device=device_from_args(args),
-                                        overrides=args.set_cfgs)
+        raise SystemExit(
+            f"the figures need matplotlib: pip install matplotlib ({error})"
+        ) from error
+    detector = Detector.from_checkpoint(
+        args.checkpoint, device=device_from_args(args), overrides=args.set_cfgs
+    )
     image = read_image(args.image)
     targets = None
     if args.gt:

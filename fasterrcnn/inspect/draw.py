@@ -38,11 +38,22 @@ def _show(ax: Axes, bgr: np.ndarray) -> None:
     ax.imshow(bgr[:, :, ::-1], interpolation="nearest")
 
 
-def _box(ax: Axes, box: Sequence[float], color, width: float = 1.5, alpha: float = 1.0,
-         style: str = "-") -> None:
+def _box(
+    ax: Axes, box: Sequence[float], color, width: float = 1.5, alpha: float = 1.0, style: str = "-"
+) -> None:
     x1, y1, x2, y2 = (float(v) for v in box)
-    ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1 + 1, y2 - y1 + 1, fill=False,
-                           edgecolor=color, linewidth=width, alpha=alpha, linestyle=style))
+    ax.add_patch(
+        Rectangle(
+            (x1 - 0.5, y1 - 0.5),
+            x2 - x1 + 1,
+            y2 - y1 + 1,
+            fill=False,
+            edgecolor=color,
+            linewidth=width,
+            alpha=alpha,
+            linestyle=style,
+        )
+    )
 
 
 def _rgb(label: int) -> Tuple[float, float, float]:
@@ -83,11 +94,12 @@ def cell_anchors(trace: Trace, cell: Optional[Tuple[int, int]] = None) -> torch.
     if not (0 <= y < height and 0 <= x < width):
         raise ValueError(f"cell {(y, x)} is outside the {height}x{width} feature map")
     first = (y * width + x) * trace.num_anchors
-    return trace["anchors"][first: first + trace.num_anchors]
+    return trace["anchors"][first : first + trace.num_anchors]
 
 
-def draw_cell_anchors(trace: Trace, cell: Optional[Tuple[int, int]] = None,
-                      ax: Optional[Axes] = None) -> Figure:
+def draw_cell_anchors(
+    trace: Trace, cell: Optional[Tuple[int, int]] = None, ax: Optional[Axes] = None
+) -> Figure:
     """The ``A`` anchors (9 by default: 3 scales x 3 ratios) of one feature cell."""
     y, x = center_cell(trace) if cell is None else cell
     anchors = cell_anchors(trace, (y, x))
@@ -96,8 +108,9 @@ def draw_cell_anchors(trace: Trace, cell: Optional[Tuple[int, int]] = None,
     for a, box in enumerate(anchors.tolist()):
         _box(ax, box, _rgb(a + 1), width=1.5)
     stride = trace.feat_stride
-    ax.add_patch(Rectangle((x * stride - 0.5, y * stride - 0.5), stride, stride,
-                           color="white", alpha=0.8))
+    ax.add_patch(
+        Rectangle((x * stride - 0.5, y * stride - 0.5), stride, stride, color="white", alpha=0.8)
+    )
     lo, hi = anchors[:, :2].min(0).values - 8, anchors[:, 2:].max(0).values + 8
     height, width = trace.input_image.shape[:2]
     ax.set_xlim(min(float(lo[0]), -0.5), max(float(hi[0]), width - 0.5))
@@ -112,8 +125,10 @@ def draw_anchor_labels(trace: Trace, ax: Optional[Axes] = None) -> Figure:
     anchors = trace["anchors"]
     pos, neg = anchors[labels == 1], anchors[labels == 0]
     ignored = int((labels == -1).sum())
-    fig, ax = _axes(ax, f"RPN anchors: {len(pos)} positive (green), {len(neg)} negative (red), "
-                        f"{ignored} ignored")
+    fig, ax = _axes(
+        ax,
+        f"RPN anchors: {len(pos)} positive (green), {len(neg)} negative (red), {ignored} ignored",
+    )
     _show(ax, trace.input_image)
     for box in neg.tolist():
         _box(ax, box, _NEGATIVE, width=0.6, alpha=0.5)
@@ -134,19 +149,30 @@ def draw_proposals(trace: Trace, top_k: int = 20, ax: Optional[Axes] = None) -> 
         color = _rgb(rank + 1)
         box = rois[i, 1:].tolist()
         _box(ax, box, color, width=1.5)
-        ax.text(box[0], box[1], f"{float(scores[i]):.2f}", color="white", fontsize=7,
-                va="bottom", bbox={"facecolor": color, "pad": 1, "linewidth": 0})
+        ax.text(
+            box[0],
+            box[1],
+            f"{float(scores[i]):.2f}",
+            color="white",
+            fontsize=7,
+            va="bottom",
+            bbox={"facecolor": color, "pad": 1, "linewidth": 0},
+        )
     return fig
 
 
-def draw_sampled_rois(trace: Trace, class_names: Optional[Sequence[str]] = None,
-                      ax: Optional[Axes] = None) -> Figure:
+def draw_sampled_rois(
+    trace: Trace, class_names: Optional[Sequence[str]] = None, ax: Optional[Axes] = None
+) -> Figure:
     """The RoIs sampled for the second stage: foreground coloured by class, background grey;
     ground truth dashed yellow.  Needs a trace with targets."""
     rois, labels = trace["sampled_rois"][0], trace["rois_label"][0].long()
     fg = labels > 0
-    fig, ax = _axes(ax, f"sampled RoIs: {int(fg.sum())} foreground (by class), "
-                        f"{int((~fg).sum())} background (white)")
+    fig, ax = _axes(
+        ax,
+        f"sampled RoIs: {int(fg.sum())} foreground (by class), "
+        f"{int((~fg).sum())} background (white)",
+    )
     _show(ax, trace.input_image)
     for box in rois[~fg, 1:].tolist():
         _box(ax, box, _BACKGROUND, width=0.8, alpha=0.8)
@@ -160,24 +186,40 @@ def draw_sampled_rois(trace: Trace, class_names: Optional[Sequence[str]] = None,
     return fig
 
 
-def draw_detections(trace: Trace, class_names: Optional[Sequence[str]] = None,
-                    score_thresh: float = 0.0, ax: Optional[Axes] = None) -> Figure:
+def draw_detections(
+    trace: Trace,
+    class_names: Optional[Sequence[str]] = None,
+    score_thresh: float = 0.0,
+    ax: Optional[Axes] = None,
+) -> Figure:
     """The final detections above ``score_thresh`` on the original image."""
     det = trace.detections
     keep = det["scores"] > score_thresh
     fig, ax = _axes(ax, f"{int(keep.sum())} detections (score > {score_thresh:g})")
     _show(ax, trace.image)
-    for box, score, label in zip(det["boxes"][keep].tolist(), det["scores"][keep].tolist(),
-                                 det["labels"][keep].tolist()):
+    for box, score, label in zip(
+        det["boxes"][keep].tolist(), det["scores"][keep].tolist(), det["labels"][keep].tolist()
+    ):
         color = _rgb(label)
         _box(ax, box, color, width=2.0)
-        ax.text(box[0], box[1], f"{_name(label, class_names)} {score:.2f}", color="white",
-                fontsize=7, va="bottom", bbox={"facecolor": color, "pad": 1, "linewidth": 0})
+        ax.text(
+            box[0],
+            box[1],
+            f"{_name(label, class_names)} {score:.2f}",
+            color="white",
+            fontsize=7,
+            va="bottom",
+            bbox={"facecolor": color, "pad": 1, "linewidth": 0},
+        )
     return fig
 
 
-def draw_all(trace: Trace, class_names: Optional[Sequence[str]] = None, top_k: int = 20,
-             score_thresh: float = 0.0) -> Dict[str, Figure]:
+def draw_all(
+    trace: Trace,
+    class_names: Optional[Sequence[str]] = None,
+    top_k: int = 20,
+    score_thresh: float = 0.0,
+) -> Dict[str, Figure]:
     """Every drawing that the trace supports, by file stem (target drawings need targets)."""
     figures = {"1_anchors_of_one_cell": draw_cell_anchors(trace)}
     if "rpn_labels" in trace:
@@ -189,8 +231,13 @@ def draw_all(trace: Trace, class_names: Optional[Sequence[str]] = None, top_k: i
     return figures
 
 
-def save_all(trace: Trace, out_dir: str, class_names: Optional[Sequence[str]] = None,
-             top_k: int = 20, score_thresh: float = 0.0) -> List[str]:
+def save_all(
+    trace: Trace,
+    out_dir: str,
+    class_names: Optional[Sequence[str]] = None,
+    top_k: int = 20,
+    score_thresh: float = 0.0,
+) -> List[str]:
     """Write :func:`draw_all`'s figures as PNG files and ``shapes.txt`` into ``out_dir``;
     returns the paths written."""
     os.makedirs(out_dir, exist_ok=True)

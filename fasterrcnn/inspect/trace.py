@@ -81,9 +81,17 @@ STAGES: OrderedDict[str, str] = OrderedDict(
 )
 """Stage names (the reference's variable names) in the walkthroughs' order, and what each is."""
 
-TARGET_STAGES = ("rpn_labels", "rpn_bbox_targets", "rpn_bbox_inside_weights",
-                 "rpn_bbox_outside_weights", "sampled_rois", "rois_label", "rois_target",
-                 "rois_inside_ws", "rois_outside_ws")
+TARGET_STAGES = (
+    "rpn_labels",
+    "rpn_bbox_targets",
+    "rpn_bbox_inside_weights",
+    "rpn_bbox_outside_weights",
+    "sampled_rois",
+    "rois_label",
+    "rois_target",
+    "rois_inside_ws",
+    "rois_outside_ws",
+)
 """The stages recorded only when targets are given."""
 
 
@@ -103,10 +111,20 @@ class Trace:
         num_rois: the number of real proposals (rows of ``rois`` before the zero padding).
     """
 
-    def __init__(self, stages: Dict[str, Tensor], image: np.ndarray, input_image: np.ndarray,
-                 scale: float, num_anchors: int, feat_stride: int,
-                 detections: Dict[str, Tensor], targets: Optional[Target],
-                 losses: Optional[Dict[str, float]], backbone: str, num_rois: int) -> None:
+    def __init__(
+        self,
+        stages: Dict[str, Tensor],
+        image: np.ndarray,
+        input_image: np.ndarray,
+        scale: float,
+        num_anchors: int,
+        feat_stride: int,
+        detections: Dict[str, Tensor],
+        targets: Optional[Target],
+        losses: Optional[Dict[str, float]],
+        backbone: str,
+        num_rois: int,
+    ) -> None:
         self.stages = OrderedDict((k, stages[k]) for k in STAGES if k in stages)
         self.image = image
         self.input_image = input_image
@@ -121,9 +139,14 @@ class Trace:
 
     def __getitem__(self, name: str) -> Tensor:
         if name not in self.stages:
-            raise KeyError(f"no stage {name!r} in this trace; recorded: {list(self.stages)}"
-                           + ("" if self.targets is not None else
-                              " (the target stages need trace(..., targets=...))"))
+            raise KeyError(
+                f"no stage {name!r} in this trace; recorded: {list(self.stages)}"
+                + (
+                    ""
+                    if self.targets is not None
+                    else " (the target stages need trace(..., targets=...))"
+                )
+            )
         return self.stages[name]
 
     def __contains__(self, name: str) -> bool:
@@ -195,8 +218,9 @@ def _backbone_kind(base: nn.Module) -> str:
     return "vgg16" if isinstance(base, VGGBase) else "resnet"
 
 
-def _per_anchor(rpn_cls_score: Tensor, rpn_bbox_pred: Tensor, num_anchors: int
-                ) -> Tuple[Tensor, Tensor]:
+def _per_anchor(
+    rpn_cls_score: Tensor, rpn_bbox_pred: Tensor, num_anchors: int
+) -> Tuple[Tensor, Tensor]:
     """fg probabilities ``(B, N)`` and deltas ``(B, N, 4)`` per anchor, row ``(y*W+x)*A+a``, from
     the RPN convolutions' outputs (channel layout of :class:`~fasterrcnn.model.RPN`)."""
     batch, _, height, width = rpn_cls_score.shape
@@ -256,10 +280,21 @@ def trace(
     recorder.on(rpn.cls_score, "rpn_cls_score")
     recorder.on(rpn.bbox_pred, "rpn_bbox_pred")
     recorder.on(_first(rpn, (ProposalLayer,), "proposal layer"), "rois", "num_rois")
-    recorder.on(_first(model, (AnchorTargetLayer,), "anchor target layer"), "rpn_labels",
-                "rpn_bbox_targets", "rpn_bbox_inside_weights", "rpn_bbox_outside_weights")
-    recorder.on(_first(model, (ProposalTargetLayer,), "proposal target layer"), "sampled_rois",
-                "rois_label", "rois_target", "rois_inside_ws", "rois_outside_ws")
+    recorder.on(
+        _first(model, (AnchorTargetLayer,), "anchor target layer"),
+        "rpn_labels",
+        "rpn_bbox_targets",
+        "rpn_bbox_inside_weights",
+        "rpn_bbox_outside_weights",
+    )
+    recorder.on(
+        _first(model, (ProposalTargetLayer,), "proposal target layer"),
+        "sampled_rois",
+        "rois_label",
+        "rois_target",
+        "rois_inside_ws",
+        "rois_outside_ws",
+    )
     recorder.on(pooler, "pooled_feat")
     recorder.on(head.top, "fc7")
     recorder.on(head.cls_score, "cls_score")
@@ -330,7 +365,8 @@ def _derive(stages: Dict[str, Tensor], rpn: RPN) -> None:
     stages["anchors"] = anchors.cpu()
     fg, deltas = _per_anchor(score, stages["rpn_bbox_pred"], rpn.num_anchors)
     device = anchors.device
-    boxes = clip_boxes(decode_boxes(anchors.to(deltas.dtype), deltas.to(device)),
-                       stages["im_info"].to(device)).cpu()
+    boxes = clip_boxes(
+        decode_boxes(anchors.to(deltas.dtype), deltas.to(device)), stages["im_info"].to(device)
+    ).cpu()
     stages["rois_scores"] = _proposal_scores(stages["rois"], boxes, fg)
     stages["cls_prob"] = F.softmax(stages["cls_score"].float(), dim=1)

@@ -183,9 +183,7 @@ def _resnet_stage(
         downsample = nn.Sequential(
             tv_resnet.conv1x1(inplanes, planes * expansion, stride), norm_layer(planes * expansion)
         )
-    layers: List[nn.Module] = [
-        block(inplanes, planes, stride, downsample, norm_layer=norm_layer)
-    ]
+    layers: List[nn.Module] = [block(inplanes, planes, stride, downsample, norm_layer=norm_layer)]
     inplanes = planes * expansion
     layers.extend(block(inplanes, planes, norm_layer=norm_layer) for _ in range(1, blocks))
     if style == "caffe" and block is tv_resnet.Bottleneck and stride != 1:

@@ -66,7 +66,8 @@ class FasterRCNN(nn.Module):
         super().__init__()
         if num_classes < 2:
             raise ValueError(
-                f"num_classes counts the background and must be >= 2, got {num_classes}")
+                f"num_classes counts the background and must be >= 2, got {num_classes}"
+            )
         self.cfg = cfg
         self.num_classes = num_classes
         self.base = base
@@ -113,8 +114,10 @@ class FasterRCNN(nn.Module):
         if isinstance(im_data, (list, tuple)):
             return forward_images(self, im_data, im_info)
         if im_info is None:
-            raise ValueError("im_info (B, 3) is required with an im_data tensor "
-                             "(or pass a list of images: model(images, targets))")
+            raise ValueError(
+                "im_info (B, 3) is required with an im_data tensor "
+                "(or pass a list of images: model(images, targets))"
+            )
         self._check_inputs(im_data, im_info)
         if not self.training:
             rois, _, head = self._infer(im_data, im_info)

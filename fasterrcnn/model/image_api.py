@@ -42,10 +42,13 @@ def forward_images(
     ignored), with the defaults of ``model.transform``."""
     if model.training:
         if targets is None:
-            raise ValueError("training mode needs targets: a list of dicts with 'boxes' (G, 4) "
-                             "and 'labels' (G,), one per image (or call model.eval())")
-        batch = model.transform(images, targets, model.generator, model.num_classes,
-                                model_device(model))
+            raise ValueError(
+                "training mode needs targets: a list of dicts with 'boxes' (G, 4) "
+                "and 'labels' (G,), one per image (or call model.eval())"
+            )
+        batch = model.transform(
+            images, targets, model.generator, model.num_classes, model_device(model)
+        )
         return model(batch.im_data, batch.im_info, batch.gt_boxes, batch.num_boxes)
     return detect(model, images)
 
@@ -72,6 +75,12 @@ def detect(
         detections_per_img = transform.detections_per_img
     batch = transform(images, device=model_device(model))
     rois, cls_prob, bbox_pred = model(batch.im_data, batch.im_info)
-    detections = model.postprocess(rois, cls_prob, bbox_pred, batch.im_info,
-                                   score_thresh=score_thresh, max_per_image=detections_per_img)
+    detections = model.postprocess(
+        rois,
+        cls_prob,
+        bbox_pred,
+        batch.im_info,
+        score_thresh=score_thresh,
+        max_per_image=detections_per_img,
+    )
     return transform.postprocess(detections, batch.original_sizes)

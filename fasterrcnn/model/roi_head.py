@@ -237,8 +237,9 @@ class RoIHead(nn.Module):
         batch, num = proposals.shape[:2]
         pooled = self.pool(base_feat, proposals.reshape(-1, 5))
         cls_score, bbox_pred = self.predict(pooled)
-        real = (torch.arange(num, device=proposals.device).view(1, -1)
-                < num_proposals.view(-1, 1)).unsqueeze(2)
+        real = (
+            torch.arange(num, device=proposals.device).view(1, -1) < num_proposals.view(-1, 1)
+        ).unsqueeze(2)
         cls_prob = torch.where(real, F.softmax(cls_score, dim=1).view(batch, num, -1), 0.0)
         bbox_pred = torch.where(real, bbox_pred.view(batch, num, -1), 0.0)
         return HeadOutput(pooled, cls_prob, bbox_pred)
@@ -319,11 +320,15 @@ class RoIHead(nn.Module):
         ranked = torch.where(candidate, scores, float("-inf"))
         group = torch.arange(batch, device=scores.device).view(-1, 1) * num_fg + labels - 1
         # float64: the per-(image, class) offsets of batched NMS stay exact.
-        nms_boxes = boxes.double() + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device,
-                                                  dtype=torch.float64)
-        keep = batched_nms_mask(
-            nms_boxes.reshape(-1, 4), ranked.double().reshape(-1), group.reshape(-1), nms_thresh
-        ).view(batch, -1) & candidate
+        nms_boxes = boxes.double() + torch.tensor(
+            [0.0, 0.0, 1.0, 1.0], device=boxes.device, dtype=torch.float64
+        )
+        keep = (
+            batched_nms_mask(
+                nms_boxes.reshape(-1, 4), ranked.double().reshape(-1), group.reshape(-1), nms_thresh
+            ).view(batch, -1)
+            & candidate
+        )
 
         total = num_props * num_fg
         slots = total if max_per_image <= 0 else max_per_image
@@ -357,4 +362,3 @@ class RoIHead(nn.Module):
             boxes = decode_boxes(boxes, deltas.flatten(2))
         boxes = clip_boxes(boxes, im_info)
         return boxes / im_info[:, 2].to(boxes.dtype).view(-1, 1, 1)
-

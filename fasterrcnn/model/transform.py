@@ -63,28 +63,34 @@ def to_bgr_float(image: ImageLike, index: int = 0) -> np.ndarray:
     where = f"images[{index}]"
     if isinstance(image, Tensor):
         if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError(f"{where}: a tensor image must be (3, H, W) RGB, "
-                             f"got shape {tuple(image.shape)}")
+            raise ValueError(
+                f"{where}: a tensor image must be (3, H, W) RGB, got shape {tuple(image.shape)}"
+            )
         if image.dtype == torch.uint8:
             rgb = image.detach().to("cpu", torch.float32)
         elif image.is_floating_point():
             rgb = image.detach().to("cpu", torch.float32) * 255.0
         else:
-            raise ValueError(f"{where}: a tensor image must be float in [0, 1] or uint8, "
-                             f"got {image.dtype}")
+            raise ValueError(
+                f"{where}: a tensor image must be float in [0, 1] or uint8, got {image.dtype}"
+            )
         return np.ascontiguousarray(rgb.flip(0).permute(1, 2, 0).numpy())
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
-            raise ValueError(f"{where}: a numpy image must be uint8 BGR (as cv2.imread gives), "
-                             f"got {image.dtype}")
+            raise ValueError(
+                f"{where}: a numpy image must be uint8 BGR (as cv2.imread gives), got {image.dtype}"
+            )
         if image.ndim == 2:
             image = np.repeat(image[:, :, None], 3, axis=2)
         if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"{where}: a numpy image must be (H, W, 3) BGR or (H, W), "
-                             f"got shape {image.shape}")
+            raise ValueError(
+                f"{where}: a numpy image must be (H, W, 3) BGR or (H, W), got shape {image.shape}"
+            )
         return image.astype(np.float32)
-    raise TypeError(f"{where}: unsupported image type {type(image).__name__}; give a (3, H, W) "
-                    "RGB tensor or an (H, W, 3) BGR uint8 numpy array")
+    raise TypeError(
+        f"{where}: unsupported image type {type(image).__name__}; give a (3, H, W) "
+        "RGB tensor or an (H, W, 3) BGR uint8 numpy array"
+    )
 
 
 def image_size(image: ImageLike) -> Tuple[int, int]:
@@ -104,21 +110,22 @@ def check_target(target: Target, index: int, num_classes: Optional[int]) -> None
     if boxes.dim() != 2 or boxes.shape[1] != 4:
         raise ValueError(f"{where}['boxes'] must be (G, 4), got shape {tuple(boxes.shape)}")
     if labels.shape != (boxes.shape[0],):
-        raise ValueError(f"{where}['labels'] must be ({boxes.shape[0]},), "
-                         f"got shape {tuple(labels.shape)}")
+        raise ValueError(
+            f"{where}['labels'] must be ({boxes.shape[0]},), got shape {tuple(labels.shape)}"
+        )
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise ValueError(f"{where}['labels'] must be integers, got {labels.dtype}")
     if not bool(torch.isfinite(boxes).all()):
         raise ValueError(f"{where}['boxes'] holds non-finite values")
     if bool((boxes[:, 2] < boxes[:, 0]).any() | (boxes[:, 3] < boxes[:, 1]).any()):
-        raise ValueError(f"{where}['boxes'] must be [x1, y1, x2, y2] "
-                         "with x2 >= x1 and y2 >= y1")
+        raise ValueError(f"{where}['boxes'] must be [x1, y1, x2, y2] with x2 >= x1 and y2 >= y1")
     high = num_classes - 1 if num_classes is not None else None
     too_high = high is not None and labels.numel() and int(labels.max()) > high
     if labels.numel() and (int(labels.min()) < 1 or too_high):
         upper = "" if high is None else f" .. {high}"
-        raise ValueError(f"{where}['labels'] must be in 1{upper} (0 is the background), "
-                         f"got {labels.tolist()}")
+        raise ValueError(
+            f"{where}['labels'] must be in 1{upper} (0 is the background), got {labels.tolist()}"
+        )
 
 
 class ImageTransform(nn.Module):
@@ -196,8 +203,9 @@ class ImageTransform(nn.Module):
             device: where the returned tensors go (the model's device).
         """
         if isinstance(images, (Tensor, np.ndarray)) or len(images) == 0:
-            raise ValueError("images must be a non-empty list of (3, H, W) tensors or "
-                             "(H, W, 3) arrays")
+            raise ValueError(
+                "images must be a non-empty list of (3, H, W) tensors or (H, W, 3) arrays"
+            )
         if targets is not None and len(targets) != len(images):
             raise ValueError(f"got {len(targets)} targets for {len(images)} images")
         target_size, max_size = self.test_scale, self.test_max_size
@@ -215,8 +223,9 @@ class ImageTransform(nn.Module):
             arrays.append(data)
             infos.append([data.shape[0], data.shape[1], scale])
             sizes.append((height, width))
-        im_data = torch.zeros(len(arrays), 3, max(a.shape[0] for a in arrays),
-                              max(a.shape[1] for a in arrays))
+        im_data = torch.zeros(
+            len(arrays), 3, max(a.shape[0] for a in arrays), max(a.shape[1] for a in arrays)
+        )
         for b, data in enumerate(arrays):
             pixels = torch.from_numpy(data).permute(2, 0, 1)
             im_data[b, :, : data.shape[0], : data.shape[1]] = pixels
@@ -257,6 +266,8 @@ class ImageTransform(nn.Module):
         return out
 
     def extra_repr(self) -> str:
-        return (f"test_scale={self.test_scale}, test_max_size={self.test_max_size}, "
-                f"train_scales={self.train_scales}, train_max_size={self.train_max_size}, "
-                f"score_thresh={self.score_thresh}, detections_per_img={self.detections_per_img}")
+        return (
+            f"test_scale={self.test_scale}, test_max_size={self.test_max_size}, "
+            f"train_scales={self.train_scales}, train_max_size={self.train_max_size}, "
+            f"score_thresh={self.score_thresh}, detections_per_img={self.detections_per_img}"
+        )

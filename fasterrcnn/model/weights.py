@@ -67,8 +67,9 @@ class WeightReport(NamedTuple):
     flipped: str
 
 
-def read_state_dict(source: Union[str, os.PathLike[str], Mapping[str, Tensor]]) -> Dict[str,
-                                                                                        Tensor]:
+def read_state_dict(
+    source: Union[str, os.PathLike[str], Mapping[str, Tensor]],
+) -> Dict[str, Tensor]:
     """A flat ``{key: tensor}`` from a file or mapping, un-nested and without ``module.``."""
     if isinstance(source, Mapping):
         state: object = source
@@ -87,7 +88,7 @@ def read_state_dict(source: Union[str, os.PathLike[str], Mapping[str, Tensor]]) 
     for key, value in state.items():
         if not isinstance(value, Tensor):
             continue
-        name = key[len("module."):] if key.startswith("module.") else key
+        name = key[len("module.") :] if key.startswith("module.") else key
         flat[name] = value
     return flat
 

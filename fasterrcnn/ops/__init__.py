@@ -9,6 +9,7 @@ vectorised pure-torch fallbacks).  Both have fake kernels, autograd and autocast
 they run under FakeTensor, ``torch.compile`` and ``torch.export``.  ``backend(device)`` tells
 which one runs.
 """
+
 from . import _library  # noqa: F401  (registers the operators' fake, autograd, autocast kernels)
 from ._ext import backend
 from .nms import batched_nms, batched_nms_mask, nms, nms_mask
@@ -17,6 +18,15 @@ from .roi_crop import RoICrop, roi_crop
 from .roi_pool import RoIPool, roi_pool
 
 __all__ = [
-    "RoIAlign", "RoICrop", "RoIPool", "backend", "batched_nms", "batched_nms_mask", "nms",
-    "nms_mask", "roi_align", "roi_crop", "roi_pool",
+    "RoIAlign",
+    "RoICrop",
+    "RoIPool",
+    "backend",
+    "batched_nms",
+    "batched_nms_mask",
+    "nms",
+    "nms_mask",
+    "roi_align",
+    "roi_crop",
+    "roi_pool",
 ]

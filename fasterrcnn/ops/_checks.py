@@ -1,4 +1,5 @@
 """Argument validation shared by the public ops, the fallback kernels and the fake kernels."""
+
 from typing import Sequence, Tuple, Union
 
 import torch
@@ -14,8 +15,11 @@ def dtypes_agree(a: torch.Tensor, b: torch.Tensor) -> bool:
     compute both in float32)."""
     if a.dtype == b.dtype:
         return True
-    return (a.dtype in _AUTOCAST_FLOATS and b.dtype in _AUTOCAST_FLOATS
-            and torch.is_autocast_enabled(a.device.type))
+    return (
+        a.dtype in _AUTOCAST_FLOATS
+        and b.dtype in _AUTOCAST_FLOATS
+        and torch.is_autocast_enabled(a.device.type)
+    )
 
 
 def pair(output_size: OutputSize, name: str = "output_size") -> Tuple[int, int]:
@@ -71,8 +75,10 @@ def assert_batch_indices_on_device(rois: torch.Tensor, num_images: int, op: str)
     indices themselves (with a ValueError)."""
     if rois.is_cuda and rois.size(0) > 0:
         batch = rois[:, 0]
-        torch._assert_async(((batch >= 0) & (batch < num_images)).all(),
-                            f"{op}: rois batch indices must lie in [0, {num_images})")
+        torch._assert_async(
+            ((batch >= 0) & (batch < num_images)).all(),
+            f"{op}: rois batch indices must lie in [0, {num_images})",
+        )
 
 
 def check_roi_backward_args(

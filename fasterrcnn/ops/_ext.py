@@ -5,6 +5,7 @@ pure-torch fallback.  ``FASTERRCNN_OPS=torch`` forces the fallback; it is read a
 (under ``torch.compile``, when the function is traced).  Loading the extension registers the
 ``torch.ops.fasterrcnn`` operators; ``torch.ops.fasterrcnn_torch`` are the fallbacks.
 """
+
 import importlib
 import logging
 import os
@@ -59,7 +60,8 @@ def use_kernels(*tensors: torch.Tensor) -> bool:
     if backend(first.device) == "torch":
         return False
     return first.dtype in KERNEL_DTYPES or (
-        first.dtype in AUTOCAST_DTYPES and torch.is_autocast_enabled(first.device.type))
+        first.dtype in AUTOCAST_DTYPES and torch.is_autocast_enabled(first.device.type)
+    )
 
 
 def operators(tensor: torch.Tensor) -> torch._ops._OpNamespace:

@@ -12,6 +12,7 @@ are the pure-torch fallbacks of ``fasterrcnn/ops/fallback`` registered with the 
 - autocast (AutocastCPU, AutocastCUDA): float16 / bfloat16 inputs are computed in float32 and
   the floating outputs cast back to the input dtype, like torchvision's ops.
 """
+
 from typing import Any, Callable, Dict, Tuple
 
 import torch
@@ -62,6 +63,7 @@ AUTOCAST_OPS = ("nms", "nms_mask", "roi_align", "roi_pool", "roi_crop")
 # ----------------------------------------------------------------------------------------------
 # fasterrcnn_torch:: kernels (eager; they may synchronise and loop, the fake kernels trace)
 
+
 def _nms(dets: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     check_nms_args(dets, scores)
     return fallback.nms(dets, scores, iou_threshold)
@@ -81,42 +83,87 @@ def _roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling
     _check_roi_kernel_args("roi_align", input, rois, spatial_scale, pooled_height, pooled_width)
     if rois.size(0) == 0:
         return input.new_zeros(0, input.size(1), pooled_height, pooled_width)
-    return fallback.roi_align(input, rois, (pooled_height, pooled_width), spatial_scale,
-                              sampling_ratio, aligned)
+    return fallback.roi_align(
+        input, rois, (pooled_height, pooled_width), spatial_scale, sampling_ratio, aligned
+    )
 
 
-def _roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size,
-                        channels, height, width, sampling_ratio, aligned):
+def _roi_align_backward(
+    grad,
+    rois,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    height,
+    width,
+    sampling_ratio,
+    aligned,
+):
     check_roi_backward_args(grad, rois, "_roi_align_backward", (pooled_height, pooled_width))
-    return fallback.roi_align_backward(grad, rois, spatial_scale, (pooled_height, pooled_width),
-                                       (batch_size, channels, height, width), sampling_ratio,
-                                       aligned)
+    return fallback.roi_align_backward(
+        grad,
+        rois,
+        spatial_scale,
+        (pooled_height, pooled_width),
+        (batch_size, channels, height, width),
+        sampling_ratio,
+        aligned,
+    )
 
 
 def _roi_pool(input, rois, spatial_scale, pooled_height, pooled_width):
     _check_roi_kernel_args("roi_pool", input, rois, spatial_scale, pooled_height, pooled_width)
-    return fallback.roi_pool_with_argmax(input, rois, (pooled_height, pooled_width),
-                                         spatial_scale)
+    return fallback.roi_pool_with_argmax(input, rois, (pooled_height, pooled_width), spatial_scale)
 
 
-def _roi_pool_backward(grad, rois, argmax, spatial_scale, pooled_height, pooled_width,
-                       batch_size, channels, height, width):
+def _roi_pool_backward(
+    grad,
+    rois,
+    argmax,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    height,
+    width,
+):
     check_roi_backward_args(grad, rois, "_roi_pool_backward", (pooled_height, pooled_width))
     return fallback.roi_pool_backward(grad, rois, argmax, (batch_size, channels, height, width))
 
 
 def _roi_crop(input, rois, spatial_scale, pooled_height, pooled_width, max_pool):
     _check_roi_kernel_args("roi_crop", input, rois, spatial_scale, pooled_height, pooled_width)
-    return fallback.roi_crop_with_argmax(input, rois, (pooled_height, pooled_width),
-                                         spatial_scale, max_pool)
+    return fallback.roi_crop_with_argmax(
+        input, rois, (pooled_height, pooled_width), spatial_scale, max_pool
+    )
 
 
-def _roi_crop_backward(grad, rois, argmax, spatial_scale, pooled_height, pooled_width, max_pool,
-                       batch_size, channels, height, width):
+def _roi_crop_backward(
+    grad,
+    rois,
+    argmax,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    max_pool,
+    batch_size,
+    channels,
+    height,
+    width,
+):
     check_roi_backward_args(grad, rois, "_roi_crop_backward", (pooled_height, pooled_width))
-    return fallback.roi_crop_backward(grad, rois, argmax, spatial_scale,
-                                      (pooled_height, pooled_width), max_pool,
-                                      (batch_size, channels, height, width))
+    return fallback.roi_crop_backward(
+        grad,
+        rois,
+        argmax,
+        spatial_scale,
+        (pooled_height, pooled_width),
+        max_pool,
+        (batch_size, channels, height, width),
+    )
 
 
 _FALLBACK_KERNELS: Dict[str, Callable[..., Any]] = {
@@ -134,6 +181,7 @@ _FALLBACK_KERNELS: Dict[str, Callable[..., Any]] = {
 # ----------------------------------------------------------------------------------------------
 # fake kernels (both namespaces): output shapes and dtypes from the arguments alone
 
+
 def _fake_nms(dets, scores, iou_threshold):
     check_nms_args(dets, scores)
     size = torch.library.get_ctx().new_dynamic_size()
@@ -145,14 +193,26 @@ def _fake_nms_mask(dets, scores, iou_threshold):
     return scores.new_empty(scores.shape, dtype=torch.bool)
 
 
-def _fake_roi_align(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio,
-                    aligned):
+def _fake_roi_align(
+    input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned
+):
     check_roi_args(input, rois, "roi_align", spatial_scale, (pooled_height, pooled_width))
     return input.new_empty((rois.size(0), input.size(1), pooled_height, pooled_width))
 
 
-def _fake_roi_align_backward(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size,
-                             channels, height, width, sampling_ratio, aligned):
+def _fake_roi_align_backward(
+    grad,
+    rois,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    height,
+    width,
+    sampling_ratio,
+    aligned,
+):
     check_roi_backward_args(grad, rois, "_roi_align_backward", (pooled_height, pooled_width))
     return grad.new_empty((batch_size, channels, height, width))
 
@@ -163,8 +223,18 @@ def _fake_roi_pool(input, rois, spatial_scale, pooled_height, pooled_width):
     return output, torch.empty_like(output, dtype=torch.int32)
 
 
-def _fake_roi_pool_backward(grad, rois, argmax, spatial_scale, pooled_height, pooled_width,
-                            batch_size, channels, height, width):
+def _fake_roi_pool_backward(
+    grad,
+    rois,
+    argmax,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    batch_size,
+    channels,
+    height,
+    width,
+):
     check_roi_backward_args(grad, rois, "_roi_pool_backward", (pooled_height, pooled_width))
     return grad.new_empty((batch_size, channels, height, width))
 
@@ -176,8 +246,19 @@ def _fake_roi_crop(input, rois, spatial_scale, pooled_height, pooled_width, max_
     return output, input.new_empty(argmax_shape, dtype=torch.uint8)
 
 
-def _fake_roi_crop_backward(grad, rois, argmax, spatial_scale, pooled_height, pooled_width,
-                            max_pool, batch_size, channels, height, width):
+def _fake_roi_crop_backward(
+    grad,
+    rois,
+    argmax,
+    spatial_scale,
+    pooled_height,
+    pooled_width,
+    max_pool,
+    batch_size,
+    channels,
+    height,
+    width,
+):
     check_roi_backward_args(grad, rois, "_roi_crop_backward", (pooled_height, pooled_width))
     return grad.new_empty((batch_size, channels, height, width))
 
@@ -197,6 +278,7 @@ _FAKE_KERNELS: Dict[str, Callable[..., Any]] = {
 # ----------------------------------------------------------------------------------------------
 # autograd (both namespaces): gradients w.r.t. input through the _*_backward operators
 
+
 def _setup_roi_context(ctx, inputs: Tuple[Any, ...], output: Any) -> None:
     input, rois = inputs[0], inputs[1]
     argmax = output[1] if isinstance(output, tuple) else None
@@ -210,9 +292,17 @@ def _autograd_roi_align(namespace: str) -> Callable[..., Any]:
         rois, _ = ctx.saved_tensors
         spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.args
         grad_input = getattr(torch.ops, namespace)._roi_align_backward(
-            grad, rois, spatial_scale, pooled_height, pooled_width, *ctx.input_shape,
-            sampling_ratio, aligned)
+            grad,
+            rois,
+            spatial_scale,
+            pooled_height,
+            pooled_width,
+            *ctx.input_shape,
+            sampling_ratio,
+            aligned,
+        )
         return (grad_input,) + (None,) * 6
+
     return backward
 
 
@@ -221,8 +311,10 @@ def _autograd_roi_pool(namespace: str) -> Callable[..., Any]:
         rois, argmax = ctx.saved_tensors
         spatial_scale, pooled_height, pooled_width = ctx.args
         grad_input = getattr(torch.ops, namespace)._roi_pool_backward(
-            grad, rois, argmax, spatial_scale, pooled_height, pooled_width, *ctx.input_shape)
+            grad, rois, argmax, spatial_scale, pooled_height, pooled_width, *ctx.input_shape
+        )
         return (grad_input,) + (None,) * 4
+
     return backward
 
 
@@ -231,9 +323,17 @@ def _autograd_roi_crop(namespace: str) -> Callable[..., Any]:
         rois, argmax = ctx.saved_tensors
         spatial_scale, pooled_height, pooled_width, max_pool = ctx.args
         grad_input = getattr(torch.ops, namespace)._roi_crop_backward(
-            grad, rois, argmax, spatial_scale, pooled_height, pooled_width, max_pool,
-            *ctx.input_shape)
+            grad,
+            rois,
+            argmax,
+            spatial_scale,
+            pooled_height,
+            pooled_width,
+            max_pool,
+            *ctx.input_shape,
+        )
         return (grad_input,) + (None,) * 5
+
     return backward
 
 
@@ -252,11 +352,16 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 def _autocast_kernel(op: Callable[..., Any], device_type: str) -> Callable[..., Any]:
     """Kernel that runs ``op`` in float32 on float16 / bfloat16 inputs, then casts back."""
+
     def kernel(*args):
-        dtype = next((a.dtype for a in args if isinstance(a, torch.Tensor)
-                      and a.is_floating_point()), torch.float32)
-        cast = [a.float() if isinstance(a, torch.Tensor) and a.dtype in _LOW_PRECISION else a
-                for a in args]
+        dtype = next(
+            (a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()),
+            torch.float32,
+        )
+        cast = [
+            a.float() if isinstance(a, torch.Tensor) and a.dtype in _LOW_PRECISION else a
+            for a in args
+        ]
         with torch.autocast(device_type, enabled=False):
             out = op(*cast)
         if dtype not in _LOW_PRECISION:
@@ -264,19 +369,25 @@ def _autocast_kernel(op: Callable[..., Any], device_type: str) -> Callable[..., 
         if isinstance(out, tuple):
             return tuple(o.to(dtype) if o.is_floating_point() else o for o in out)
         return out.to(dtype) if out.is_floating_point() else out
+
     return kernel
 
 
 # ----------------------------------------------------------------------------------------------
 # registration
 
+
 def _register_python_parts(namespace: str, lib: torch.library.Library) -> None:
     for name in SCHEMAS:
         qualname = f"{namespace}::{name}"
         torch.library.register_fake(qualname, _FAKE_KERNELS[name], lib=lib)
     for name, make_backward in _AUTOGRAD.items():
-        torch.library.register_autograd(f"{namespace}::{name}", make_backward(namespace),
-                                        setup_context=_setup_roi_context, lib=lib)
+        torch.library.register_autograd(
+            f"{namespace}::{name}",
+            make_backward(namespace),
+            setup_context=_setup_roi_context,
+            lib=lib,
+        )
     for name in AUTOCAST_OPS:
         op = getattr(getattr(torch.ops, namespace), name).default
         for device_type, key in (("cpu", "AutocastCPU"), ("cuda", "AutocastCUDA")):

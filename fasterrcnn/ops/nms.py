@@ -5,6 +5,7 @@ is suppressed when its IoU with a kept, higher-scoring box is > iou_threshold.  
 the kept indices (a data-dependent size); ``nms_mask`` the keep mask (the size of the input), for
 code that must not synchronise with the device or that compiles / exports with static shapes.
 """
+
 import torch
 
 from ._checks import check_nms_args

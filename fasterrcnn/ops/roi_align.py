@@ -5,6 +5,7 @@ the feature map.  No +1 in RoI sizes; ``aligned=True`` shifts by half a pixel.  
 out_h x out_w bins averages sampling_ratio^2 bilinear samples (ceil(roi_size/out_size) per axis
 when sampling_ratio <= 0).  Gradients flow to ``input`` only.
 """
+
 import torch
 from torch import nn
 
@@ -24,15 +25,21 @@ def roi_align(
     out_h, out_w = pair(output_size)
     check_roi_args(input, rois, "roi_align", spatial_scale, (out_h, out_w))
     assert_batch_indices_on_device(rois, input.size(0), "roi_align")
-    return operators(input).roi_align(input, rois, float(spatial_scale), out_h, out_w,
-                                      int(sampling_ratio), bool(aligned))
+    return operators(input).roi_align(
+        input, rois, float(spatial_scale), out_h, out_w, int(sampling_ratio), bool(aligned)
+    )
 
 
 class RoIAlign(nn.Module):
     """Module form of :func:`roi_align`: forward(input (B,C,H,W), rois (K,5)) -> (K,C,h,w)."""
 
-    def __init__(self, output_size: OutputSize, spatial_scale: float,
-                 sampling_ratio: int = -1, aligned: bool = False) -> None:
+    def __init__(
+        self,
+        output_size: OutputSize,
+        spatial_scale: float,
+        sampling_ratio: int = -1,
+        aligned: bool = False,
+    ) -> None:
         super().__init__()
         self.output_size = pair(output_size)
         self.spatial_scale = spatial_scale
@@ -40,9 +47,12 @@ class RoIAlign(nn.Module):
         self.aligned = aligned
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        return roi_align(input, rois, self.output_size, self.spatial_scale,
-                         self.sampling_ratio, self.aligned)
+        return roi_align(
+            input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
+        )
 
     def extra_repr(self) -> str:
-        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
-                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}")
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"
+        )

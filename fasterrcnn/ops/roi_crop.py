@@ -7,6 +7,7 @@ theta = [[(x2-x1)/(W-1), 0, (x1+x2-W+1)/(W-1)], [0, (y2-y1)/(H-1), (y1+y2-H+1)/(
 sampled bilinearly on the RoI's own image with zero padding (F.grid_sample, align_corners=True),
 then F.max_pool2d(2, 2) when max_pool.  Requires H, W > 1.  Gradients flow to ``input`` only.
 """
+
 import torch
 from torch import nn
 
@@ -26,8 +27,9 @@ def roi_crop(
     out_h, out_w = pair(output_size)
     check_roi_args(input, rois, "roi_crop", spatial_scale, (out_h, out_w))
     assert_batch_indices_on_device(rois, input.size(0), "roi_crop")
-    output, _ = operators(input).roi_crop(input, rois, float(spatial_scale), out_h, out_w,
-                                          bool(max_pool))
+    output, _ = operators(input).roi_crop(
+        input, rois, float(spatial_scale), out_h, out_w, bool(max_pool)
+    )
     return output
 
 
@@ -46,5 +48,7 @@ class RoICrop(nn.Module):
         return roi_crop(input, rois, self.output_size, self.spatial_scale, self.max_pool)
 
     def extra_repr(self) -> str:
-        return (f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
-                f"max_pool={self.max_pool}")
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"max_pool={self.max_pool}"
+        )

@@ -5,6 +5,7 @@ rounded, the RoI covers round(x2)-round(x1)+1 cells (+1 convention), bin i spans
 [floor(i*bin), ceil((i+1)*bin)) clipped to the map, empty bins give 0.  The gradient goes to
 the first maximum of each bin; rois get none.
 """
+
 import torch
 from torch import nn
 

@@ -73,7 +73,7 @@ class AnchorTargetLayer(nn.Module):
         super().__init__()
         if positive_weight >= 0 and not 0 < positive_weight < 1:
             raise ValueError(
-                "TRAIN.RPN_POSITIVE_WEIGHT must be negative or in (0, 1), got " f"{positive_weight}"
+                f"TRAIN.RPN_POSITIVE_WEIGHT must be negative or in (0, 1), got {positive_weight}"
             )
         self.positive_overlap = positive_overlap
         self.negative_overlap = negative_overlap

@@ -1,4 +1,5 @@
 """Helpers to run a per-image computation over the RoIs of each image of a batch."""
+
 from typing import Callable, Iterator, List, Tuple
 
 import torch
@@ -24,7 +25,7 @@ def image_groups(rois: torch.Tensor, num_images: int) -> Iterator[Tuple[int, tor
     start = 0
     for image, count in enumerate(torch.bincount(batch, minlength=num_images).tolist()):
         if count:
-            yield image, order[start:start + count]
+            yield image, order[start : start + count]
         start += count
 
 
@@ -45,7 +46,7 @@ def per_image(
     start = 0
     for image, count in enumerate(counts):
         if count:
-            parts.append(fn(image, order[start:start + count]))
+            parts.append(fn(image, order[start : start + count]))
         start += count
     out = torch.cat(parts)
     inverse = torch.empty_like(order)

@@ -2,6 +2,7 @@
 
 Boxes are [x1, y1, x2, y2] with torchvision's convention (area = (x2-x1)*(y2-y1), no +1).
 """
+
 from typing import Tuple
 
 import torch
@@ -50,7 +51,7 @@ def _keep_sorted(
     kept_boxes = sorted_boxes.new_empty((0, 4))
     keep_flags = [torch.zeros(0, dtype=torch.bool, device=boxes.device)]
     for start in range(0, n, _BLOCK):
-        block = sorted_boxes[start:start + _BLOCK]
+        block = sorted_boxes[start : start + _BLOCK]
         alive = ~_iou_exceeds(kept_boxes, block, iou_threshold).any(dim=0)
         overlap = _iou_exceeds(block, block, iou_threshold).triu(diagonal=1)
         keep = _resolve_block(overlap, alive)

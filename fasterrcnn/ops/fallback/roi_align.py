@@ -5,6 +5,7 @@ weights of the sample rows/columns averaged over the samples of each bin.  Forwa
 autograd gives the input gradient.  Boxes are [x1, y1, x2, y2] in input-image pixels scaled by
 spatial_scale (no +1; ``aligned`` shifts by half a pixel like torchvision).
 """
+
 from typing import Tuple
 
 import torch

@@ -5,6 +5,7 @@ theta = [[(x2-x1)/(W-1), 0, (x1+x2-W+1)/(W-1)], [0, (y2-y1)/(H-1), (y1+y2-H+1)/(
 (align_corners=True) of size (2h,2w) if max_pool else (h,w) is sampled bilinearly with zero
 padding, then 2x2 max-pooled if max_pool.  Sample columns run from x1 to x2 inclusive.
 """
+
 import warnings
 from typing import Tuple
 
@@ -51,7 +52,10 @@ def _sample(
         k = idx.numel()
         image_grid = grid[idx].reshape(1, k * grid_h, grid_w, 2)
         sampled = F.grid_sample(
-            input[image:image + 1], image_grid, mode="bilinear", padding_mode="zeros",
+            input[image : image + 1],
+            image_grid,
+            mode="bilinear",
+            padding_mode="zeros",
             align_corners=True,
         )
         return sampled.view(channels, k, grid_h, grid_w).permute(1, 0, 2, 3)
@@ -92,7 +96,8 @@ def roi_crop_with_argmax(
     shape = (rois.size(0), input.size(1), out_h, out_w)
     if rois.size(0) == 0:
         return input.new_zeros(shape), torch.zeros(
-            shape if max_pool else (0,), dtype=torch.uint8, device=input.device)
+            shape if max_pool else (0,), dtype=torch.uint8, device=input.device
+        )
     sampled = _sample(input, rois, _grid_size(output_size, max_pool), spatial_scale)
     if not max_pool:
         return sampled, torch.zeros(0, dtype=torch.uint8, device=input.device)
@@ -119,8 +124,11 @@ def roi_crop_backward(
     if max_pool:
         # route each output's gradient to the (dy, dx) sample of its 2x2 window
         onehot = F.one_hot(argmax.to(torch.int64), 4).to(grad.dtype) * grad.unsqueeze(-1)
-        grad = onehot.view(*grad.shape, 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(
-            rois.size(0), channels, grid_h, grid_w)
+        grad = (
+            onehot.view(*grad.shape, 2, 2)
+            .permute(0, 1, 2, 4, 3, 5)
+            .reshape(rois.size(0), channels, grid_h, grid_w)
+        )
     grid = crop_grid(rois, spatial_scale, (grid_h, grid_w), height, width)
     for image, idx in image_groups(rois, num_images):
         k = idx.numel()
@@ -128,6 +136,7 @@ def roi_crop_backward(
         image_grid = grid[idx].reshape(1, k * grid_h, grid_w, 2)
         zeros = grad.new_zeros(1, channels, height, width)
         grad_image, _ = torch.ops.aten.grid_sampler_2d_backward(
-            image_grad, zeros, image_grid, 0, 0, True, [True, False])  # bilinear, zeros pad
+            image_grad, zeros, image_grid, 0, 0, True, [True, False]
+        )  # bilinear, zeros pad
         grad_input[image] += grad_image[0]
     return grad_input

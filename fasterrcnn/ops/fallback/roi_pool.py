@@ -5,6 +5,7 @@ round(x2) - round(x1) + 1 cells (the +1 convention of the original RoIPool), bin
 [floor(i*bin), ceil((i+1)*bin)) clipped to the map; empty bins give 0.  The output is a gather
 of the argmax, so autograd routes gradients to the first maximum of each bin (like torchvision).
 """
+
 from typing import Tuple
 
 import torch
@@ -119,6 +120,7 @@ def roi_pool_backward(
         channel = torch.arange(channels, device=grad.device).view(1, -1, 1, 1).expand_as(argmax)
         cell = argmax.to(torch.int64)
         valid = cell >= 0
-        grad_input.index_put_((image[valid], channel[valid], cell[valid]), grad[valid],
-                              accumulate=True)
+        grad_input.index_put_(
+            (image[valid], channel[valid], cell[valid]), grad[valid], accumulate=True
+        )
     return grad_input.view(input_shape)
