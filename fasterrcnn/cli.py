@@ -56,16 +56,12 @@ DATASET_PRESETS: Dict[str, DatasetPreset] = {
     "csv": DatasetPreset("path_train", "path_test", ("DATASET.FORMAT", "csv")),
 }
 
+# fmt: off
 LARGE_SCALE_OVERRIDES = (
-    "TRAIN.SCALES",
-    "[800]",
-    "TRAIN.MAX_SIZE",
-    "1200",
-    "TEST.SCALES",
-    "[800]",
-    "TEST.MAX_SIZE",
-    "1200",
+    "TRAIN.SCALES", "[800]", "TRAIN.MAX_SIZE", "1200", "TEST.SCALES", "[800]",
+    "TEST.MAX_SIZE", "1200",
 )
+# fmt: on
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:

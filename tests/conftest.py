@@ -21,30 +21,14 @@ def tiny_data_dir(tmp_path_factory):
     return str(data_dir)
 
 
+# fmt: off
 TINY_MODEL = [
-    "BACKBONE.WIDTH_MULT",
-    "0.125",
-    "RPN_CHANNELS",
-    "16",
-    "ANCHOR_SCALES",
-    "[1, 2, 4]",
-    "TRAIN.BATCH_SIZE",
-    "16",
-    "TRAIN.RPN_BATCHSIZE",
-    "32",
-    "TRAIN.RPN_PRE_NMS_TOP_N",
-    "200",
-    "TRAIN.RPN_POST_NMS_TOP_N",
-    "40",
-    "TRAIN.RPN_MIN_SIZE",
-    "2",
-    "TEST.RPN_PRE_NMS_TOP_N",
-    "200",
-    "TEST.RPN_POST_NMS_TOP_N",
-    "30",
-    "TEST.RPN_MIN_SIZE",
-    "2",
+    "BACKBONE.WIDTH_MULT", "0.125", "RPN_CHANNELS", "16", "ANCHOR_SCALES", "[1, 2, 4]",
+    "TRAIN.BATCH_SIZE", "16", "TRAIN.RPN_BATCHSIZE", "32", "TRAIN.RPN_PRE_NMS_TOP_N", "200",
+    "TRAIN.RPN_POST_NMS_TOP_N", "40", "TRAIN.RPN_MIN_SIZE", "2", "TEST.RPN_PRE_NMS_TOP_N", "200",
+    "TEST.RPN_POST_NMS_TOP_N", "30", "TEST.RPN_MIN_SIZE", "2",
 ]
+# fmt: on
 """Overrides for a model on synthetic tensors of about 64x96 px: an eighth-width backbone, 16
 RPN channels, small anchors and few proposals and RoIs (any NET)."""
 
@@ -53,48 +37,18 @@ def tiny_overrides(data_dir: str):
     """A quarter-width ResNet-18 at 128 px with few RoIs: a training step takes ~0.1 s.
 
     With flips, the 12 training images make 12 batches of 2 per epoch."""
+    # fmt: off
     return [
-        "DATA_DIR",
-        data_dir,
-        "DATASET.SHAPES_NUM_TRAIN",
-        TINY_SHAPES["num_train"],
-        "DATASET.SHAPES_NUM_TEST",
-        TINY_SHAPES["num_test"],
-        "BACKBONE.WIDTH_MULT",
-        0.25,
-        "RPN_CHANNELS",
-        32,
-        "TRAIN.SCALES",
-        [128],
-        "TRAIN.MAX_SIZE",
-        200,
-        "TEST.SCALES",
-        [128],
-        "TEST.MAX_SIZE",
-        200,
-        "TRAIN.BATCH_SIZE",
-        16,
-        "TRAIN.RPN_BATCHSIZE",
-        64,
-        "TRAIN.RPN_PRE_NMS_TOP_N",
-        300,
-        "TRAIN.RPN_POST_NMS_TOP_N",
-        50,
-        "TEST.RPN_PRE_NMS_TOP_N",
-        300,
-        "TEST.RPN_POST_NMS_TOP_N",
-        30,
-        "ANCHOR_SCALES",
-        [1, 2, 4],
-        "TRAIN.IMS_PER_BATCH",
-        2,
-        "TRAIN.WARMUP_ITERS",
-        0,
-        "TRAIN.DISPLAY",
-        1000,
-        "TRAIN.USE_FLIPPED",
-        True,
+        "DATA_DIR", data_dir, "DATASET.SHAPES_NUM_TRAIN", TINY_SHAPES["num_train"],
+        "DATASET.SHAPES_NUM_TEST", TINY_SHAPES["num_test"], "BACKBONE.WIDTH_MULT", 0.25,
+        "RPN_CHANNELS", 32, "TRAIN.SCALES", [128], "TRAIN.MAX_SIZE", 200, "TEST.SCALES", [128],
+        "TEST.MAX_SIZE", 200, "TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 64,
+        "TRAIN.RPN_PRE_NMS_TOP_N", 300, "TRAIN.RPN_POST_NMS_TOP_N", 50,
+        "TEST.RPN_PRE_NMS_TOP_N", 300, "TEST.RPN_POST_NMS_TOP_N", 30, "ANCHOR_SCALES", [1, 2, 4],
+        "TRAIN.IMS_PER_BATCH", 2, "TRAIN.WARMUP_ITERS", 0, "TRAIN.DISPLAY", 1000,
+        "TRAIN.USE_FLIPPED", True,
     ]
+    # fmt: on
 
 
 @pytest.fixture

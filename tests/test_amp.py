@@ -21,26 +21,13 @@ from fasterrcnn.engine.trainer import Trainer, TrainOptions
 from fasterrcnn.model import build_model
 
 NUM_CLASSES = 3
+# fmt: off
 TINY = TINY_MODEL + [
-    "NET",
-    "res18",
-    "BACKBONE.NORM",
-    "gn",
-    "BACKBONE.STYLE",
-    "pytorch",
-    "RESNET.FIXED_BLOCKS",
-    "0",
-    "PIXEL_STDS",
-    "[57.4, 57.1, 58.4]",
-    "TRAIN.LEARNING_RATE",
-    "0.01",
-    "TRAIN.WARMUP_ITERS",
-    "0",
-    "TRAIN.MAX_ITERS",
-    "4",
-    "TRAIN.DISPLAY",
-    "1",
+    "NET", "res18", "BACKBONE.NORM", "gn", "BACKBONE.STYLE", "pytorch", "RESNET.FIXED_BLOCKS", "0",
+    "PIXEL_STDS", "[57.4, 57.1, 58.4]", "TRAIN.LEARNING_RATE", "0.01", "TRAIN.WARMUP_ITERS", "0",
+    "TRAIN.MAX_ITERS", "4", "TRAIN.DISPLAY", "1",
 ]
+# fmt: on
 LOSSES = ("rpn_cls", "rpn_box", "rcnn_cls", "rcnn_box")
 
 
@@ -190,43 +177,16 @@ def test_trainer_amp_trains_with_finite_float32_losses(tmp_path):
 def test_trainval_net_amp_flag_runs_on_cpu(tmp_path):
     from fasterrcnn.commands import train as trainval_net
 
+    # fmt: off
     argv = [
-        "--dataset",
-        "shapes",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--amp",
-        "--bs",
-        "2",
-        "--max_iters",
-        "2",
-        "--save_dir",
-        str(tmp_path / "models"),
-        "--set",
-        "DATA_DIR",
-        str(tmp_path / "data"),
-        "DATASET.SHAPES_NUM_TRAIN",
-        "4",
-        "DATASET.SHAPES_NUM_TEST",
-        "2",
-        "TRAIN.SCALES",
-        "[96]",
-        "TRAIN.MAX_SIZE",
-        "160",
-        "BACKBONE.WIDTH_MULT",
-        "0.125",
-        "RPN_CHANNELS",
-        "16",
-        "TRAIN.BATCH_SIZE",
-        "16",
-        "TRAIN.RPN_PRE_NMS_TOP_N",
-        "200",
-        "TRAIN.RPN_POST_NMS_TOP_N",
-        "40",
-        "TRAIN.NONFINITE_POLICY",
-        "stop",
+        "--dataset", "shapes", "--quiet", "--device", "cpu", "--amp", "--bs", "2", "--max_iters",
+        "2", "--save_dir", str(tmp_path / "models"), "--set", "DATA_DIR", str(tmp_path / "data"),
+        "DATASET.SHAPES_NUM_TRAIN", "4", "DATASET.SHAPES_NUM_TEST", "2", "TRAIN.SCALES", "[96]",
+        "TRAIN.MAX_SIZE", "160", "BACKBONE.WIDTH_MULT", "0.125", "RPN_CHANNELS", "16",
+        "TRAIN.BATCH_SIZE", "16", "TRAIN.RPN_PRE_NMS_TOP_N", "200",
+        "TRAIN.RPN_POST_NMS_TOP_N", "40", "TRAIN.NONFINITE_POLICY", "stop",
     ]
+    # fmt: on
     assert trainval_net.main(argv) == 0
     saved = [
         os.path.join(root, f)

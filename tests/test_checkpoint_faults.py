@@ -153,6 +153,7 @@ def run_checkpoint(tmp_path_factory, tiny_data_dir):
     cfg = load_config(
         None,
         tiny_overrides(tiny_data_dir)
+        # fmt: off
         + [
             "NET",
             "res18",
@@ -169,6 +170,7 @@ def run_checkpoint(tmp_path_factory, tiny_data_dir):
             "TRAIN.MAX_ITERS",
             1,
         ],
+        # fmt: on
     )
     out = tmp_path_factory.mktemp("run")
     path = build_training_run(cfg, output_dir=str(out), progress=False).train()

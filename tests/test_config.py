@@ -62,6 +62,7 @@ def test_overrides_apply_last_and_parse_types(tmp_path):
     path.write_text("TRAIN:\n  LEARNING_RATE: 0.01\n")
     cfg = load_config(
         str(path),
+        # fmt: off
         [
             "TRAIN.LEARNING_RATE",
             "0.5",
@@ -72,6 +73,7 @@ def test_overrides_apply_last_and_parse_types(tmp_path):
             "TEST.NMS",
             "1",
         ],
+        # fmt: on
     )
     assert cfg.TRAIN.LEARNING_RATE == 0.5
     assert cfg.TRAIN.SCALES == (256, 320)

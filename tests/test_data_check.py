@@ -151,28 +151,13 @@ def test_check_command_reports_bad_input(tmp_path, capsys):
         "c.jpg,1,1,20,20,dog\n"
     )
     out = tmp_path / "out"
+    # fmt: off
     argv = [
-        "check",
-        "--dataset",
-        "csv",
-        "--train-data",
-        str(tmp_path / "labels.csv"),
-        "--out",
-        str(out),
-        "--num_images",
-        "2",
-        "--workers",
-        "0",
-        "--set",
-        "TRAIN.SCALES",
-        "[60]",
-        "TRAIN.MAX_SIZE",
-        "1000",
-        "DATA_DIR",
-        str(tmp_path / "data"),
-        "MAX_NUM_GT_BOXES",
-        "1",
+        "check", "--dataset", "csv", "--train-data", str(tmp_path / "labels.csv"), "--out",
+        str(out), "--num_images", "2", "--workers", "0", "--set", "TRAIN.SCALES", "[60]",
+        "TRAIN.MAX_SIZE", "1000", "DATA_DIR", str(tmp_path / "data"), "MAX_NUM_GT_BOXES", "1",
     ]
+    # fmt: on
     assert data_cmd.main(argv) == 1
     text = capsys.readouterr().out
     report = json.loads((out / "path_train_report.json").read_text())

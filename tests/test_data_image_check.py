@@ -102,6 +102,7 @@ def roidb_cfg(tmp_path, *overrides):
 
     return load_config(
         None,
+        # fmt: off
         [
             "DATA_DIR",
             str(tmp_path),
@@ -111,6 +112,7 @@ def roidb_cfg(tmp_path, *overrides):
             "false",
             *overrides,
         ],
+        # fmt: on
     )
 
 

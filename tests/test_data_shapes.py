@@ -75,6 +75,7 @@ def test_overlaps_happen_but_objects_stay_mostly_visible():
 def test_readable_by_voc_classes_and_parser(tmp_path):
     cfg = load_config(
         None,
+        # fmt: off
         [
             "DATASET.SHAPES_NUM_TRAIN",
             "5",
@@ -83,6 +84,7 @@ def test_readable_by_voc_classes_and_parser(tmp_path):
             "DATASET.SHAPES_SEED",
             "2",
         ],
+        # fmt: on
     )
     imdb = get_imdb("shapes_train", str(tmp_path), cfg)
     assert isinstance(imdb, ShapesDataset) and isinstance(imdb, VocLayoutImdb)

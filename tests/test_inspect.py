@@ -160,24 +160,13 @@ def _targets():
 @pytest.mark.parametrize("mode", ["pool", "align", "crop"])
 @pytest.mark.parametrize("net", ["vgg16", "res18", "res50"])
 def test_trace_with_targets_every_backbone_and_pooling(net, mode, one_thread):
+    # fmt: off
     overrides = [
-        "POOLING_MODE",
-        mode,
-        "TRAIN.BATCH_SIZE",
-        16,
-        "TRAIN.RPN_BATCHSIZE",
-        32,
-        "TRAIN.RPN_POST_NMS_TOP_N",
-        40,
-        "TEST.SCALES",
-        [128],
-        "TEST.MAX_SIZE",
-        200,
-        "ANCHOR_SCALES",
-        [2, 4, 8],
-        "TRAIN.FG_THRESH",
-        0.3,
+        "POOLING_MODE", mode, "TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 32,
+        "TRAIN.RPN_POST_NMS_TOP_N", 40, "TEST.SCALES", [128], "TEST.MAX_SIZE", 200,
+        "ANCHOR_SCALES", [2, 4, 8], "TRAIN.FG_THRESH", 0.3,
     ]
+    # fmt: on
     model, cfg = _model(net, overrides, width=1 / 16, num_classes=4)
     result = trace(model, _image(100, 140), _targets())
     for name in TARGET_STAGES:
@@ -197,18 +186,12 @@ def test_trace_with_targets_every_backbone_and_pooling(net, mode, one_thread):
 
 
 def test_trace_leaves_the_model_unchanged(one_thread):
+    # fmt: off
     overrides = [
-        "BACKBONE.NORM",
-        "bn",
-        "RESNET.FIXED_BLOCKS",
-        0,
-        "TEST.SCALES",
-        [128],
-        "TEST.MAX_SIZE",
-        200,
-        "TRAIN.BATCH_SIZE",
-        16,
+        "BACKBONE.NORM", "bn", "RESNET.FIXED_BLOCKS", 0, "TEST.SCALES", [128],
+        "TEST.MAX_SIZE", 200, "TRAIN.BATCH_SIZE", 16,
     ]
+    # fmt: on
     model, _ = _model("res18", overrides, width=1 / 16, num_classes=4)
     model.train()
     state = {k: v.clone() for k, v in model.state_dict().items()}
@@ -260,20 +243,12 @@ def test_drawings(tmp_path, one_thread):
     pytest.importorskip("matplotlib", reason="the [notebook] extra (matplotlib) is not installed")
     from fasterrcnn.inspect import draw
 
+    # fmt: off
     overrides = [
-        "TRAIN.BATCH_SIZE",
-        16,
-        "TRAIN.RPN_BATCHSIZE",
-        32,
-        "TEST.SCALES",
-        [128],
-        "TEST.MAX_SIZE",
-        200,
-        "ANCHOR_SCALES",
-        [2, 4, 8],
-        "TRAIN.FG_THRESH",
-        0.3,
+        "TRAIN.BATCH_SIZE", 16, "TRAIN.RPN_BATCHSIZE", 32, "TEST.SCALES", [128],
+        "TEST.MAX_SIZE", 200, "ANCHOR_SCALES", [2, 4, 8], "TRAIN.FG_THRESH", 0.3,
     ]
+    # fmt: on
     model, _ = _model("res18", overrides, width=1 / 16, num_classes=4)
     result = trace(model, _image(100, 140), _targets(), score_thresh=0.0)
     assert _rectangles(draw.draw_cell_anchors(result)) == 9 + 1  # anchors + the cell

@@ -8,32 +8,14 @@ from torch._dynamo.testing import CompileCounter
 from fasterrcnn.config import load_config
 from fasterrcnn.model import FasterRCNN, build_model
 
+# fmt: off
 TINY = [
-    "NET",
-    "res18",
-    "BACKBONE.WIDTH_MULT",
-    "0.125",
-    "RPN_CHANNELS",
-    "16",
-    "ANCHOR_SCALES",
-    "[1, 2, 4]",
-    "TRAIN.BATCH_SIZE",
-    "16",
-    "TRAIN.RPN_BATCHSIZE",
-    "32",
-    "TRAIN.RPN_PRE_NMS_TOP_N",
-    "200",
-    "TRAIN.RPN_POST_NMS_TOP_N",
-    "40",
-    "TRAIN.RPN_MIN_SIZE",
-    "2",
-    "TEST.RPN_PRE_NMS_TOP_N",
-    "200",
-    "TEST.RPN_POST_NMS_TOP_N",
-    "30",
-    "TEST.RPN_MIN_SIZE",
-    "2",
+    "NET", "res18", "BACKBONE.WIDTH_MULT", "0.125", "RPN_CHANNELS", "16",
+    "ANCHOR_SCALES", "[1, 2, 4]", "TRAIN.BATCH_SIZE", "16", "TRAIN.RPN_BATCHSIZE", "32",
+    "TRAIN.RPN_PRE_NMS_TOP_N", "200", "TRAIN.RPN_POST_NMS_TOP_N", "40", "TRAIN.RPN_MIN_SIZE", "2",
+    "TEST.RPN_PRE_NMS_TOP_N", "200", "TEST.RPN_POST_NMS_TOP_N", "30", "TEST.RPN_MIN_SIZE", "2",
 ]
+# fmt: on
 
 
 @pytest.fixture(autouse=True)

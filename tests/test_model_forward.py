@@ -85,6 +85,7 @@ def test_train_step_every_backbone(net, size, frozen):
 @pytest.mark.parametrize("agnostic", [False, True])
 def test_train_step_every_pooling_mode(mode, max_pool, agnostic):
     model = _model(
+        # fmt: off
         [
             "NET",
             "res18",
@@ -99,6 +100,7 @@ def test_train_step_every_pooling_mode(mode, max_pool, agnostic):
             "CLASS_AGNOSTIC",
             str(agnostic).lower(),
         ]
+        # fmt: on
     )
     _train_step(model)
     _check_gradients(model)

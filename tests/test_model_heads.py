@@ -151,6 +151,7 @@ def test_rpn_losses_against_hand_formulas():
 def test_build_pooler(mode, max_pool, kind):
     cfg = load_config(
         None,
+        # fmt: off
         [
             "POOLING_MODE",
             mode,
@@ -159,6 +160,7 @@ def test_build_pooler(mode, max_pool, kind):
             "POOLING_SIZE",
             "5",
         ],
+        # fmt: on
     )
     pooler = build_pooler(cfg)
     assert type(pooler) is kind

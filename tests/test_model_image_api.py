@@ -16,6 +16,7 @@ NUM_CLASSES = 4
 def _cfg(overrides=()):
     return load_config(
         None,
+        # fmt: off
         [
             "NET",
             "res18",
@@ -42,6 +43,7 @@ def _cfg(overrides=()):
             "ANCHOR_SCALES",
             [2, 4, 8],
         ]
+        # fmt: on
         + list(overrides),
     )
 

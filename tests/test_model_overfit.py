@@ -9,42 +9,16 @@ from fasterrcnn.rpn import box_iou
 
 ITERATIONS = 200
 
+# fmt: off
 OVERRIDES = [
-    "NET",
-    "res18",
-    "BACKBONE.WIDTH_MULT",
-    "0.25",
-    "BACKBONE.NORM",
-    "bn",
-    "RESNET.FIXED_BLOCKS",
-    "0",
-    "ANCHOR_SCALES",
-    "[2, 4]",
-    "PIXEL_STDS",
-    "[57.4, 57.1, 58.4]",
-    "BACKBONE.STYLE",
-    "pytorch",
-    "RPN_CHANNELS",
-    "64",
-    "TRAIN.BATCH_SIZE",
-    "32",
-    "TRAIN.RPN_BATCHSIZE",
-    "64",
-    "TRAIN.BG_THRESH_LO",
-    "0.0",
-    "TRAIN.RPN_PRE_NMS_TOP_N",
-    "300",
-    "TRAIN.RPN_POST_NMS_TOP_N",
-    "64",
-    "TRAIN.RPN_MIN_SIZE",
-    "4",
-    "TEST.RPN_PRE_NMS_TOP_N",
-    "300",
-    "TEST.RPN_POST_NMS_TOP_N",
-    "32",
-    "TEST.RPN_MIN_SIZE",
-    "4",
+    "NET", "res18", "BACKBONE.WIDTH_MULT", "0.25", "BACKBONE.NORM", "bn",
+    "RESNET.FIXED_BLOCKS", "0", "ANCHOR_SCALES", "[2, 4]", "PIXEL_STDS", "[57.4, 57.1, 58.4]",
+    "BACKBONE.STYLE", "pytorch", "RPN_CHANNELS", "64", "TRAIN.BATCH_SIZE", "32",
+    "TRAIN.RPN_BATCHSIZE", "64", "TRAIN.BG_THRESH_LO", "0.0", "TRAIN.RPN_PRE_NMS_TOP_N", "300",
+    "TRAIN.RPN_POST_NMS_TOP_N", "64", "TRAIN.RPN_MIN_SIZE", "4", "TEST.RPN_PRE_NMS_TOP_N", "300",
+    "TEST.RPN_POST_NMS_TOP_N", "32", "TEST.RPN_MIN_SIZE", "4",
 ]
+# fmt: on
 
 # Two filled rectangles (+1 convention boxes) in BGR on a grey 128x128 background.
 OBJECTS = [

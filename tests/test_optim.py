@@ -39,6 +39,7 @@ def test_single_bias_lr_with_decay_and_adam():
 def test_warmup_then_step_decay():
     cfg = load_config(
         None,
+        # fmt: off
         [
             "TRAIN.LR_DECAY_STEPS",
             "[2, 3]",
@@ -49,6 +50,7 @@ def test_warmup_then_step_decay():
             "TRAIN.WARMUP_FACTOR",
             "0.2",
         ],
+        # fmt: on
     )
     factor = lr_factor(cfg, iters_per_epoch=10)
     assert factor(0) == pytest.approx(0.2)

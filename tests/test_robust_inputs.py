@@ -36,6 +36,7 @@ def checkpoint(tmp_path_factory):
     cfg = load_config(
         None,
         tiny_overrides(str(data_dir))
+        # fmt: off
         + [
             "NET",
             "res18",
@@ -50,6 +51,7 @@ def checkpoint(tmp_path_factory):
             "RESNET.FIXED_BLOCKS",
             0,
         ],
+        # fmt: on
     )
     torch.manual_seed(0)
     model = build_model(cfg, len(CLASSES))

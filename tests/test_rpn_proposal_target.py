@@ -45,14 +45,12 @@ def _boxes_within(rois, allowed):
 
 def test_hand_targets_normalised_by_stds_and_gt_appended():
     inputs = _inputs([[P1, P2] + BG + IGNORED], [[GT + [3]]])
+    # fmt: off
     cfg = [
-        "TRAIN.BATCH_SIZE",
-        "8",
-        "TRAIN.FG_FRACTION",
-        "0.5",
-        "TRAIN.BBOX_INSIDE_WEIGHTS",
-        "[1.0, 0.5, 2.0, 0.25]",
+        "TRAIN.BATCH_SIZE", "8", "TRAIN.FG_FRACTION", "0.5",
+        "TRAIN.BBOX_INSIDE_WEIGHTS", "[1.0, 0.5, 2.0, 0.25]",
     ]
+    # fmt: on
     rois, labels, targets, inside, outside = _run(cfg, *inputs)
     assert rois.shape == (1, 8, 5) and labels.shape == (1, 8) and labels.dtype == torch.int64
     # Three fg candidates (P1, P2 and the appended gt), quota 4: all three, first.

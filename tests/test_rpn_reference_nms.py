@@ -74,18 +74,12 @@ def _inputs(seed: int, batch: int = 2, height: int = 12, width: int = 16):
     return scores, deltas, anchors, im_info
 
 
+# fmt: off
 REFERENCE = [
-    "REFERENCE_NMS",
-    "true",
-    "TRAIN.RPN_MIN_SIZE",
-    "0",
-    "TRAIN.RPN_PRE_NMS_TOP_N",
-    "1200",
-    "TRAIN.RPN_POST_NMS_TOP_N",
-    "300",
-    "TRAIN.RPN_NMS_THRESH",
-    "0.7",
+    "REFERENCE_NMS", "true", "TRAIN.RPN_MIN_SIZE", "0", "TRAIN.RPN_PRE_NMS_TOP_N", "1200",
+    "TRAIN.RPN_POST_NMS_TOP_N", "300", "TRAIN.RPN_NMS_THRESH", "0.7",
 ]
+# fmt: on
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -94,18 +94,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     sync_debug = args.sync_debug and torch.device(args.device).type == "cuda"
     with tempfile.TemporaryDirectory(prefix="bench_train_data_") as tmp:
+        # fmt: off
         overrides = [
-            "DATA_DIR",
-            args.data_dir or tmp,
-            "DATASET.SHAPES_NUM_TRAIN",
-            args.num_train,
-            "TRAIN.MAX_ITERS",
-            args.warmup + args.iters,
-            "TRAIN.EPOCHS",
-            1000,
-            "TRAIN.DISPLAY",
-            10**9,
+            "DATA_DIR", args.data_dir or tmp, "DATASET.SHAPES_NUM_TRAIN", args.num_train,
+            "TRAIN.MAX_ITERS", args.warmup + args.iters, "TRAIN.EPOCHS", 1000,
+            "TRAIN.DISPLAY", 10**9,
         ]
+        # fmt: on
         if args.bs:
             overrides += ["TRAIN.IMS_PER_BATCH", args.bs]
         if args.nw is not None:
