@@ -107,10 +107,11 @@ def test_every_entry_point_reads_the_same_pixels_and_boxes(checkpoint, rotated_j
     cfg = det.cfg
     stored = read_image(rotated_jpeg)
     expected_data, expected_info = prepare_test_image(stored, cfg)
-    reference = det.predict(stored)
+    # test_net keeps every score above TEST.SCORE_THRESH: compare at that threshold
+    reference = det.predict(stored, score_thresh=cfg.TEST.SCORE_THRESH)
     assert len(reference["boxes"]) > 0
 
-    from_path = det.predict(str(rotated_jpeg))  # Detector on a path
+    from_path = det.predict(str(rotated_jpeg), score_thresh=cfg.TEST.SCORE_THRESH)  # a path
     np.testing.assert_array_equal(from_path["boxes"], reference["boxes"])
 
     class OneImage:  # test_net's dataset

@@ -218,6 +218,11 @@ class ImageTransform(nn.Module):
         for i, image in enumerate(images):
             bgr = to_bgr_float(image, i)
             height, width = bgr.shape[:2]
+            if height == 0 or width == 0:
+                raise ValueError(
+                    f"images[{i}]: the image is empty ({width}x{height} pixels): "
+                    "there is nothing to detect objects in"
+                )
             scale = image_scale(height, width, target_size, max_size)
             data = resize_normalize(bgr, scale, self.pixel_means, self.pixel_stds)
             arrays.append(data)
