@@ -93,6 +93,7 @@ def test_onnx_matches_eager_on_20_images_and_voc_map(trained, onnx_file):
     assert {n.op_type for n in model.graph.node} >= {"NonMaxSuppression", "RoiAlign"}
 
     eager = Detector.from_checkpoint(trained, device="cpu")
+    thresh = eager.cfg.TEST.SCORE_THRESH  # the threshold baked into the export
     exported = ExportedDetector.from_onnx(path)
     assert exported.classes == eager.classes
     imdb = get_imdb(eager.cfg.DATASET.TEST, eager.cfg.DATA_DIR, cfg=eager.cfg)
@@ -100,7 +101,7 @@ def test_onnx_matches_eager_on_20_images_and_voc_map(trained, onnx_file):
     wants, gots = [], []
     for i in range(NUM_TEST):
         image = imdb.image_path_at(i)
-        want, got = eager.predict(image), exported.predict(image)
+        want, got = eager.predict(image, score_thresh=thresh), exported.predict(image)
         assert got["labels"].tolist() == want["labels"].tolist(), image
         np.testing.assert_allclose(got["boxes"], want["boxes"], rtol=0, atol=1e-3, err_msg=image)
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=0, atol=1e-4, err_msg=image)
@@ -138,9 +139,11 @@ def test_onnx_roi_pool_model_matches_eager(trained, tmp_path):
     assert "MaxRoiPool" in {n.op_type for n in onnx.load(path).graph.node}
     exported = ExportedDetector.from_onnx(path)
     eager = Detector.from_checkpoint(trained, device="cpu", overrides=pool[1:])
+    thresh = eager.cfg.TEST.SCORE_THRESH  # the threshold baked into the export
     imdb = get_imdb(eager.cfg.DATASET.TEST, eager.cfg.DATA_DIR, cfg=eager.cfg)
     for i in range(3):
-        want, got = eager.predict(imdb.image_path_at(i)), exported.predict(imdb.image_path_at(i))
+        path = imdb.image_path_at(i)
+        want, got = eager.predict(path, score_thresh=thresh), exported.predict(path)
         assert len(want["labels"]) > 0 and got["labels"].tolist() == want["labels"].tolist()
         np.testing.assert_allclose(got["boxes"], want["boxes"], rtol=0, atol=1e-3)
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=0, atol=1e-4)
@@ -150,10 +153,11 @@ def test_onnx_roi_pool_model_matches_eager(trained, tmp_path):
 def test_pt2_archive_matches_eager_at_other_sizes(trained, tmp_path):
     exported = ExportedDetector.from_pt2(_export(trained, "pt2", tmp_path / "shapes.pt2"))
     eager = Detector.from_checkpoint(trained, device="cpu")
+    thresh = eager.cfg.TEST.SCORE_THRESH  # the threshold baked into the export
     assert exported.classes == eager.classes
     for height, width in ((96, 160), (200, 72), (128, 128)):
         image = np.random.default_rng(height).integers(0, 255, (height, width, 3), np.uint8)
-        want, got = eager.predict(image), exported.predict(image)
+        want, got = eager.predict(image, score_thresh=thresh), exported.predict(image)
         assert got["labels"].tolist() == want["labels"].tolist()
         np.testing.assert_allclose(got["boxes"], want["boxes"], rtol=0, atol=1e-4)
         np.testing.assert_allclose(got["scores"], want["scores"], rtol=0, atol=1e-5)

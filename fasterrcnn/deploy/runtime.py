@@ -25,7 +25,7 @@ from fasterrcnn.deploy.export import (
     PT2_EXTRA_FILE,
 )
 from fasterrcnn.detector import ImageInput, to_bgr_array
-from fasterrcnn.engine.inference import AllBoxes, detections_to_class_arrays
+from fasterrcnn.engine.inference import AllBoxes, clip_to_original, detections_to_class_arrays
 
 PaddedDetections = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """boxes (B, D, 4), scores (B, D), labels (B, D), counts (B,)."""
@@ -88,20 +88,28 @@ class ExportedDetector:
 
         return cls(run, config_from_dict(meta["config"], source=path), meta["classes"])
 
-    def detect(self, im_data: np.ndarray, im_info: np.ndarray) -> dict[str, np.ndarray]:
-        """The detections of one preprocessed image: boxes (n, 4), scores (n,), labels (n,)."""
+    def detect(
+        self, im_data: np.ndarray, im_info: np.ndarray, original_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """The detections of one preprocessed image of ``original_size`` (height, width):
+        boxes (n, 4) in original pixels clipped to the image, scores (n,), labels (n,)."""
         boxes, scores, labels, counts = self.run(im_data, im_info)
         n = int(counts[0])
-        return {"boxes": boxes[0, :n], "scores": scores[0, :n], "labels": labels[0, :n]}
+        detection = {
+            key: torch.from_numpy(np.asarray(value[0, :n]))
+            for key, value in (("boxes", boxes), ("scores", scores), ("labels", labels))
+        }
+        return clip_to_original(detection, *original_size)
 
     def predict(self, image: ImageInput) -> dict[str, Any]:
         """As :meth:`fasterrcnn.Detector.predict` for one image (with the exported threshold)."""
-        im_data, im_info = prepare_test_image(to_bgr_array(image), self.cfg)
-        detection = self.detect(im_data.numpy(), im_info.numpy())
-        labels = detection["labels"].astype(np.int64)
+        bgr = to_bgr_array(image)
+        im_data, im_info = prepare_test_image(bgr, self.cfg)
+        detection = self.detect(im_data.numpy(), im_info.numpy(), bgr.shape[:2])
+        labels = detection["labels"].numpy().astype(np.int64)
         return {
-            "boxes": detection["boxes"].astype(np.float32),
-            "scores": detection["scores"].astype(np.float32),
+            "boxes": detection["boxes"].numpy().astype(np.float32),
+            "scores": detection["scores"].numpy().astype(np.float32),
             "labels": labels,
             "class_names": [self.classes[label] for label in labels],
         }
@@ -110,8 +118,9 @@ class ExportedDetector:
 def detect_dataset(
     detector: ExportedDetector, dataset: torch.utils.data.Dataset
 ) -> tuple[AllBoxes, float]:
-    """All detections of a test dataset (``dataset[k]`` -> im_data, im_info, index) as
-    ``all_boxes`` ``[class][image]`` (N, 5) arrays, and the images per second."""
+    """All detections of a test dataset (``dataset[k]`` -> im_data, im_info, index,
+    (height, width)) as ``all_boxes`` ``[class][image]`` (N, 5) arrays in original pixels, and
+    the images per second."""
     num_classes = len(detector.classes)
     all_boxes: AllBoxes = [
         [np.zeros((0, 5), dtype=np.float32) for _ in range(len(dataset))]
@@ -119,10 +128,9 @@ def detect_dataset(
     ]
     started = time.perf_counter()
     for k in range(len(dataset)):
-        im_data, im_info, index = dataset[k]
-        detection = detector.detect(im_data.numpy(), im_info.numpy())
-        tensors = {key: torch.from_numpy(np.asarray(value)) for key, value in detection.items()}
-        for c, boxes in enumerate(detections_to_class_arrays(tensors, num_classes)):
+        im_data, im_info, index, original_size = dataset[k]
+        detection = detector.detect(im_data.numpy(), im_info.numpy(), original_size)
+        for c, boxes in enumerate(detections_to_class_arrays(detection, num_classes)):
             all_boxes[c][int(index)] = boxes
     seconds = time.perf_counter() - started
     return all_boxes, len(dataset) / max(seconds, 1e-9)
