@@ -12,6 +12,8 @@ onnxruntime = pytest.importorskip("onnxruntime")
 
 from fasterrcnn.deploy.onnx_ops import check_onnx_exportable, onnx_translation_table  # noqa: E402
 
+pytestmark = pytest.mark.slow  # an ONNX export and an onnxruntime session per case, ~1 s each
+
 NAMESPACES = ["fasterrcnn", "fasterrcnn_torch"]
 """The compiled operators and their pure-torch fallbacks (same schemas)."""
 
