@@ -17,8 +17,9 @@ from fasterrcnn.config import apply_overrides, config_to_dict
 from fasterrcnn.data import RoIBatchDataset, TestImageDataset, prepare_test_image
 from fasterrcnn.data.image import read_image
 from fasterrcnn.data.roidb import rank_roidb_ratio
-from fasterrcnn.engine.inference import clip_to_original, detect_dataset
+from fasterrcnn.engine.inference import detect_dataset
 from fasterrcnn.model import build_model
+from fasterrcnn.model.transform import clip_to_original
 
 CLASSES = ["__background__", "circle", "square", "triangle", "star", "cross"]
 STORED_H, STORED_W = 48, 80

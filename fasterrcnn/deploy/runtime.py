@@ -25,7 +25,8 @@ from fasterrcnn.deploy.export import (
     PT2_EXTRA_FILE,
 )
 from fasterrcnn.detector import ImageInput, to_bgr_array
-from fasterrcnn.engine.inference import AllBoxes, clip_to_original, detections_to_class_arrays
+from fasterrcnn.engine.inference import AllBoxes, detections_to_class_arrays
+from fasterrcnn.model.transform import clip_to_original
 
 PaddedDetections = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """boxes (B, D, 4), scores (B, D), labels (B, D), counts (B,)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ import torch
 from fasterrcnn.checkpoint import load_checkpoint, load_model_state
 from fasterrcnn.config import Config, apply_overrides, config_from_dict
 from fasterrcnn.model import FasterRCNN, build_model
-from fasterrcnn.rpn.boxes import clip_boxes
+from fasterrcnn.model.transform import clip_to_original
 
 LOGGER = logging.getLogger(__name__)
 
@@ -42,19 +42,6 @@ def load_model_from_checkpoint(
     load_model_state(model, ckpt["model"], path)
     model.to(device).eval()
     return model, cfg, classes
-
-
-def clip_to_original(detection: Dict[str, Any], height: int, width: int) -> Dict[str, Any]:
-    """``detection`` with its ``boxes`` (n, 4) clipped to the original ``height x width`` image:
-    x to ``[0, width - 1]``, y to ``[0, height - 1]`` (+1 convention).
-
-    Boxes come back from the resized image divided by its scale; on an image scaled up for
-    inference, ``(resized_width - 1) / scale`` lies up to ``1 - 1 / scale`` px past the last
-    pixel, so they are clipped again in original pixels.
-    """
-    boxes = detection["boxes"]
-    size = torch.tensor([[height, width, 1.0]], dtype=boxes.dtype, device=boxes.device)
-    return dict(detection, boxes=clip_boxes(boxes.unsqueeze(0), size)[0])
 
 
 def detections_to_class_arrays(detection: dict, num_classes: int) -> List[np.ndarray]:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from fasterrcnn.config import Config
 from fasterrcnn.data.image import image_scale, resize_normalize
+from fasterrcnn.rpn.boxes import clip_boxes
 
 ImageLike = Union[Tensor, np.ndarray]
 Target = Dict[str, Tensor]
@@ -126,6 +127,19 @@ def check_target(target: Target, index: int, num_classes: Optional[int]) -> None
         raise ValueError(
             f"{where}['labels'] must be in 1{upper} (0 is the background), got {labels.tolist()}"
         )
+
+
+def clip_to_original(detection: Dict[str, Tensor], height: int, width: int) -> Dict[str, Tensor]:
+    """``detection`` with its ``boxes`` (n, 4) clipped to the original ``height x width`` image:
+    x to ``[0, width - 1]``, y to ``[0, height - 1]`` (+1 convention).
+
+    Boxes come back from the resized image divided by its scale; on an image scaled up for
+    inference, ``(resized_width - 1) / scale`` lies up to ``1 - 1 / scale`` px past the last
+    pixel, so they are clipped again in original pixels.
+    """
+    boxes = detection["boxes"]
+    size = torch.tensor([[height, width, 1.0]], dtype=boxes.dtype, device=boxes.device)
+    return dict(detection, boxes=clip_boxes(boxes.unsqueeze(0), size)[0])
 
 
 class ImageTransform(nn.Module):
@@ -262,13 +276,10 @@ class ImageTransform(nn.Module):
     ) -> List[Dict[str, Tensor]]:
         """Clip each image's detection ``boxes`` (already in original pixels) to
         ``0 .. w - 1`` / ``0 .. h - 1`` of its original size."""
-        out = []
-        for det, (height, width) in zip(detections, original_sizes):
-            boxes = det["boxes"].clone()
-            boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width - 1)
-            boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height - 1)
-            out.append({**det, "boxes": boxes})
-        return out
+        return [
+            clip_to_original(det, height, width)
+            for det, (height, width) in zip(detections, original_sizes)
+        ]
 
     def extra_repr(self) -> str:
         return (
