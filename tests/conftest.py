@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny generated shapes dataset and a tiny model config for engine tests."""
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,6 +50,22 @@ def tiny_overrides(data_dir: str):
         "TRAIN.USE_FLIPPED", True,
     ]
     # fmt: on
+
+
+def train_tiny_checkpoint(save_dir, data_dir: str, iters: int, session: int = 1) -> Path:
+    """Train the :func:`tiny_overrides` model for ``iters`` iterations (batch 2) through the
+    train command and return its checkpoint, ``save_dir/res18/shapes/faster_rcnn_S_1_N.pth``."""
+    from fasterrcnn.commands import train
+
+    argv = [
+        "--dataset", "shapes", "--save_dir", str(save_dir), "--max_iters", str(iters),
+        "--quiet", "--device", "cpu", "--s", str(session), "--bs", "2",
+        "--set", *(str(v) for v in tiny_overrides(data_dir)),
+    ]  # fmt: skip
+    assert train.main(argv) == 0
+    path = Path(save_dir) / "res18" / "shapes" / f"faster_rcnn_{session}_1_{iters}.pth"
+    assert path.is_file()
+    return path
 
 
 @pytest.fixture

@@ -282,35 +282,18 @@ def test_command_line_writes_table_and_figures(tmp_path, tiny_data_dir, one_thre
     pytest.importorskip("matplotlib", reason="the [notebook] extra (matplotlib) is not installed")
     from pathlib import Path
 
-    from conftest import tiny_overrides
+    from conftest import train_tiny_checkpoint
 
-    from fasterrcnn.commands import train
     from fasterrcnn.inspect.__main__ import main
 
-    argv = [
-        "--dataset",
-        "shapes",
-        "--save_dir",
-        str(tmp_path),
-        "--max_iters",
-        "1",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--s",
-        "1",
-        "--bs",
-        "2",
-        "--set",
-    ] + [str(v) for v in tiny_overrides(tiny_data_dir)]
-    assert train.main(argv) == 0
+    checkpoint = train_tiny_checkpoint(tmp_path, tiny_data_dir, iters=1)
     image = sorted(Path(tiny_data_dir, "shapes", "JPEGImages").glob("test_*.jpg"))[0]
     out = tmp_path / "inspect"
     assert (
         main(
             [
                 "--checkpoint",
-                str(tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_1.pth"),
+                str(checkpoint),
                 "--image",
                 str(image),
                 "--out",

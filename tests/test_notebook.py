@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import tiny_overrides
+from conftest import train_tiny_checkpoint
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "walkthrough.ipynb"
 
@@ -22,28 +22,7 @@ def test_notebook_is_stored_without_outputs():
 def test_notebook_runs(tmp_path, tiny_data_dir, monkeypatch):
     nbformat = pytest.importorskip("nbformat", reason="the [notebook] extra is not installed")
     nbclient = pytest.importorskip("nbclient", reason="the [notebook] extra is not installed")
-    from fasterrcnn.commands import train
-
-    values = [str(v) for v in tiny_overrides(tiny_data_dir)]
-    argv = [
-        "--dataset",
-        "shapes",
-        "--save_dir",
-        str(tmp_path),
-        "--max_iters",
-        "6",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--s",
-        "1",
-        "--bs",
-        "2",
-        "--set",
-    ] + values
-    assert train.main(argv) == 0
-    checkpoint = tmp_path / "res18" / "shapes" / "faster_rcnn_1_1_6.pth"
-    assert checkpoint.is_file()
+    checkpoint = train_tiny_checkpoint(tmp_path, tiny_data_dir, iters=6)
     repo = str(NOTEBOOK.parents[1])
     monkeypatch.setenv("FASTERRCNN_CHECKPOINT", str(checkpoint))
     monkeypatch.setenv("FASTERRCNN_WALKTHROUGH_WIDTH", "0.125")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_overrides
+from conftest import tiny_overrides, train_tiny_checkpoint
 from PIL import Image
 
 from fasterrcnn import Detector
@@ -32,24 +32,7 @@ def _set_args(data_dir):
 def trained(tmp_path_factory, tiny_data_dir, one_thread):
     """A checkpoint of 6 iterations of the tiny shapes model, made by trainval_net."""
     save_dir = tmp_path_factory.mktemp("models")
-    argv = [
-        "--dataset",
-        "shapes",
-        "--save_dir",
-        str(save_dir),
-        "--max_iters",
-        "6",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--s",
-        "3",
-        "--bs",
-        "2",
-    ] + _set_args(tiny_data_dir)
-    assert trainval_net.main(argv) == 0
-    path = save_dir / "res18" / "shapes" / "faster_rcnn_3_1_6.pth"
-    assert path.is_file()
+    path = train_tiny_checkpoint(save_dir, tiny_data_dir, iters=6, session=3)
     return {"checkpoint": str(path), "save_dir": str(save_dir), "data_dir": tiny_data_dir}
 
 
