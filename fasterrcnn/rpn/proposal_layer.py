@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasterrcnn.config import Config
-from fasterrcnn.ops import batched_nms_mask
+from fasterrcnn.ops import nms_mask
 from fasterrcnn.rpn.boxes import clip_boxes, decode_boxes
 
 
@@ -48,15 +48,14 @@ class ProposalLayer(nn.Module):
     best, NMS at ``nms_thresh``, keep the ``post_nms_top_n`` best.  A top-N of 0 or less keeps
     everything.
 
-    NMS convention: by default :func:`fasterrcnn.ops.batched_nms_mask`, whose IoU has no +1
+    NMS convention: by default :func:`fasterrcnn.ops.nms_mask`, whose IoU has no +1
     (torchvision convention), and zero-area boxes (``x2 == x1`` or ``y2 == y1``, e.g. clipped
     at the border when ``min_size * scale <= 1``) are dropped before NMS (without +1 they would
     never suppress each other).  With ``reference_nms`` (``REFERENCE_NMS``) the IoU uses the
     reference's +1 areas (NMS on ``[x1, y1, x2 + 1, y2 + 1]``) and nothing else is dropped, so
     that with the reference's settings the proposals equal faster-rcnn.pytorch's.
 
-    Batched and sync-free: all images go through one float64 NMS (images kept apart by
-    ``batched_nms_mask``'s per-image offsets, exact in float64), the selection uses masks,
+    Sync-free: one fixed-size NMS per image in the boxes' dtype, the selection uses masks,
     ``sort`` and ``topk`` with fixed sizes; nothing is copied to the host.  The inputs are
     detached: no gradient flows through the proposals, as in the reference.
     """
@@ -129,20 +128,18 @@ class ProposalLayer(nn.Module):
         return _first_kept(boxes, keep, num_out)
 
     def _nms_keep(self, boxes: Tensor, iou_threshold: float) -> Tensor:
-        """``(B, K)`` NMS keep mask of score-sorted boxes ``(B, K, 4)``, images independent."""
-        batch, num = boxes.shape[:2]
-        # float64: the per-image offsets of batched NMS are exact, so an image's proposals do
-        # not depend on the other images of the batch.
-        boxes = boxes.double()
+        """``(B, K)`` NMS keep mask of score-sorted boxes ``(B, K, 4)``, images independent.
+
+        One NMS per image: a batched NMS over all ``B * K`` boxes would compare every kept box
+        with the other images' boxes too (``B`` times the work) and would need float64 for
+        exact per-image offsets (10x slower than float32 on CPU).
+        """
+        num = boxes.shape[1]
         if self.reference_nms:
             boxes = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
         # The rank as the score: ties keep the stable order of the sort.
         rank = -torch.arange(num, device=boxes.device, dtype=boxes.dtype)
-        image = torch.arange(batch, device=boxes.device).view(-1, 1).expand(-1, num)
-        keep = batched_nms_mask(
-            boxes.reshape(-1, 4), rank.repeat(batch), image.reshape(-1), iou_threshold
-        )
-        return keep.view(batch, num)
+        return torch.stack([nms_mask(image, rank, iou_threshold) for image in boxes.unbind(0)])
 
 
 def _first_kept(boxes: Tensor, keep: Tensor, num_out: int) -> Tuple[Tensor, Tensor]:
