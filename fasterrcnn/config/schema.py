@@ -114,12 +114,15 @@ class BackboneConfig:
     STYLE is ``caffe`` (the reference's Caffe-converted ResNets: stride on the first 1x1 conv,
     BGR 0-255 input minus PIXEL_MEANS) or ``pytorch`` (torchvision's ResNets and weights, input
     normalised by PIXEL_MEANS and PIXEL_STDS).
+    CHANNELS_LAST runs the convolutions on channels-last tensors (faster on CPU; the weights
+    and the results are the same).
     """
 
     STYLE: str = "caffe"
     WIDTH_MULT: float = 1.0
     NORM: str = "frozen_bn"
     PRETRAINED: str = ""
+    CHANNELS_LAST: bool = True
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,119 @@
+"""BatchNorm folding (:func:`conv_norm`) and channels-last backbones compute what the plain
+modules compute, forward and backward, against torchvision's own ResNet in float64."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models import resnet as tv_resnet
+from torchvision.ops import FrozenBatchNorm2d
+
+from fasterrcnn.model import build_resnet
+from fasterrcnn.model.backbones import conv_norm
+
+
+def _random_norm(norm: nn.Module, channels: int, gen: torch.Generator) -> None:
+    """Non-trivial statistics and affine parameters (in place)."""
+    with torch.no_grad():
+        norm.weight.copy_(torch.rand(channels, generator=gen, dtype=torch.float64) + 0.5)
+        norm.bias.copy_(torch.randn(channels, generator=gen, dtype=torch.float64))
+        norm.running_mean.copy_(torch.randn(channels, generator=gen, dtype=torch.float64))
+        norm.running_var.copy_(torch.rand(channels, generator=gen, dtype=torch.float64) + 0.1)
+
+
+@pytest.mark.parametrize("kind", ["frozen", "bn_eval"])
+@pytest.mark.parametrize("conv_bias", [False, True])
+def test_folded_norm_equals_conv_then_norm_with_gradients(kind, conv_bias):
+    gen = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(3, 5, 3, stride=2, padding=1, bias=conv_bias).double()
+    norm = (FrozenBatchNorm2d(5) if kind == "frozen" else nn.BatchNorm2d(5).eval()).double()
+    _random_norm(norm, 5, gen)
+    x = torch.randn(2, 3, 9, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    expected = norm(conv(x))
+    grads_expected = torch.autograd.grad(expected.square().sum(), [x, conv.weight])
+    folded = conv_norm(conv, norm, x)
+    grads_folded = torch.autograd.grad(folded.square().sum(), [x, conv.weight])
+
+    torch.testing.assert_close(folded, expected, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads_folded, grads_expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_folded_bn_in_eval_passes_gradients_to_its_affine_parameters():
+    gen = torch.Generator().manual_seed(1)
+    conv = nn.Conv2d(2, 4, 1, bias=False).double()
+    norm = nn.BatchNorm2d(4).double().eval()
+    _random_norm(norm, 4, gen)
+    x = torch.randn(1, 2, 5, 5, generator=gen, dtype=torch.float64)
+    want = torch.autograd.grad(norm(conv(x)).sum(), [norm.weight, norm.bias])
+    got = torch.autograd.grad(conv_norm(conv, norm, x).sum(), [norm.weight, norm.bias])
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_training_batchnorm_is_not_folded():
+    """A BatchNorm in training mode normalises by the batch statistics and updates its running
+    statistics: conv_norm must run it as it is."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    norm = nn.BatchNorm2d(4).train()
+    reference = copy.deepcopy(norm)
+    x = torch.randn(4, 3, 6, 6)
+    out = conv_norm(conv, norm, x)
+    torch.testing.assert_close(out, reference(conv(x)))
+    torch.testing.assert_close(norm.running_mean, reference.running_mean)
+    # Batch statistics: every output channel has zero mean over (B, H, W).
+    torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("net", ["res18", "res50"])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_resnet_c4_equals_torchvision_resnet(net, channels_last, batch):
+    """Our C4 halves (folded frozen BN, optional channels-last) against torchvision's ResNet
+    with the same weights in float64: base = conv1..layer3, top = layer4 + mean."""
+    torch.manual_seed(0)
+    ctor = {"res18": tv_resnet.resnet18, "res50": tv_resnet.resnet50}[net]
+    reference = ctor(weights=None, norm_layer=FrozenBatchNorm2d).double().eval()
+    gen = torch.Generator().manual_seed(2)
+    for module in reference.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            _random_norm(module, module.weight.numel(), gen)
+    parts = build_resnet(net, width_mult=1.0, channels_last=channels_last)
+    base, top = parts.base.double(), parts.top.double()
+    state = reference.state_dict()
+    base.load_state_dict({k: v for k, v in state.items() if not k.startswith(("layer4", "fc"))})
+    top.load_state_dict({k: v for k, v in state.items() if k.startswith("layer4")})
+
+    x = torch.randn(batch, 3, 64, 48, generator=gen, dtype=torch.float64, requires_grad=True)
+    feat = base(x)
+    r = reference
+    want = r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x)))))))
+    torch.testing.assert_close(feat, want, rtol=1e-9, atol=1e-9)
+    # x requires grad: a one-image pass stays NCHW (test_single_image_training_pass_stays_nchw).
+    expect_channels_last = channels_last and batch > 1
+    assert feat.is_contiguous(memory_format=torch.channels_last) == expect_channels_last
+
+    pooled = torch.randn(5, feat.shape[1], 7, 7, generator=gen, dtype=torch.float64)
+    torch.testing.assert_close(top(pooled), r.layer4(pooled).mean(dim=(2, 3)), rtol=1e-9, atol=1e-9)
+
+    # Gradients through the trainable layers (conv1 + layer1 frozen by default).
+    got = torch.autograd.grad(feat.sum(), [x, base.layer3[0].conv1.weight])
+    expected = torch.autograd.grad(want.sum(), [x, r.layer3[0].conv1.weight])
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-7, atol=1e-7)
+
+
+def test_single_image_training_pass_stays_nchw():
+    """A one-image pass under autograd runs NCHW (channels-last weight gradients are slower
+    there); batches and no-grad passes run channels-last."""
+    parts = build_resnet("res18", width_mult=0.25, channels_last=True)
+    one = torch.randn(1, 3, 32, 32)
+    assert parts.base(one).is_contiguous()
+    with torch.no_grad():
+        assert parts.base(one).is_contiguous(memory_format=torch.channels_last)
+    assert parts.base(torch.randn(2, 3, 32, 32)).is_contiguous(memory_format=torch.channels_last)
