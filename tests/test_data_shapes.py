@@ -4,6 +4,7 @@ import multiprocessing
 import os
 
 import numpy as np
+import pytest
 
 from fasterrcnn.config import load_config
 from fasterrcnn.data import SHAPE_CLASSES, ShapesDataset, get_imdb
@@ -138,3 +139,28 @@ def test_concurrent_generation(tmp_path):
     got = all_files(tmp_path / "shapes")
     assert got.pop(MARKER)
     assert got == all_files(tmp_path / "ref")
+
+
+def test_val_split_is_new_images_and_leaves_train_and_test_unchanged(tmp_path):
+    write_shapes(str(tmp_path / "a"), {"train": 3, "test": 2}, seed=5)
+    write_shapes(str(tmp_path / "b"), {"train": 3, "test": 2, "val": 2}, seed=5)
+
+    def images(root: str, name: str) -> bytes:
+        return (tmp_path / root / "JPEGImages" / f"{name}.jpg").read_bytes()
+
+    for name in ("train_000000", "train_000002", "test_000001"):
+        assert images("a", name) == images("b", name)
+    val = {images("b", f"val_{i:06d}") for i in range(2)}
+    others = {images("b", f"train_{i:06d}") for i in range(3)} | {
+        images("b", f"test_{i:06d}") for i in range(2)
+    }
+    assert len(val) == 2 and not val & others
+    ids = (tmp_path / "b" / "ImageSets" / "Main" / "val.txt").read_text().split()
+    assert ids == ["val_000000", "val_000001"]
+
+
+def test_empty_val_split_is_refused_by_name(tmp_path):
+    from fasterrcnn.data.shapes import ShapesDataset
+
+    with pytest.raises(ValueError, match="SHAPES_NUM_VAL"):
+        ShapesDataset("val", str(tmp_path), 2, 1, 0, num_val=0)

@@ -153,6 +153,7 @@ class DatasetConfig:
     SPLIT_SEED: int = 0
     SHAPES_NUM_TRAIN: int = 600
     SHAPES_NUM_TEST: int = 150
+    SHAPES_NUM_VAL: int = 0
     SHAPES_SEED: int = 0
 
 

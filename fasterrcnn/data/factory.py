@@ -70,5 +70,5 @@ def get_imdb(name: str, data_dir: str, cfg: Optional[Config] = None,
     if len(parts) == 2 and parts[0] == "shapes" and parts[1] in SHAPES_SPLITS:
         ds = cfg.DATASET if cfg is not None else DatasetConfig()
         return ShapesDataset(parts[1], data_dir, ds.SHAPES_NUM_TRAIN, ds.SHAPES_NUM_TEST,
-                             ds.SHAPES_SEED)
+                             ds.SHAPES_SEED, ds.SHAPES_NUM_VAL)
     raise UnknownDatasetError(f"unknown dataset {name!r}; known: {', '.join(known_names())}")

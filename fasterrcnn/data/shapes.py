@@ -1,7 +1,8 @@
 """"shapes": a generated detection dataset in the VOCdevkit layout, the embedded default.
 
 ``DATA_DIR/shapes`` gets ``JPEGImages/*.jpg``, ``Annotations/*.xml`` (1-based VOC XML) and
-``ImageSets/Main/{train,test}.txt``.  Each image (sides 200-400 px, so aspect ratios within
+``ImageSets/Main/{train,test,val}.txt`` (``val``: a validation split for tuning recipes
+without looking at ``test``; empty unless ``SHAPES_NUM_VAL`` > 0).  Each image (sides 200-400 px, so aspect ratios within
 [0.5, 2]) has a textured, noisy background (smooth colour blobs, sometimes stripes, a few thin
 clutter lines, per-pixel noise) and 1-6 filled shapes of the classes ``SHAPE_CLASSES`` with
 random colours (contrasting with the background under them), sizes (the long side of the
@@ -39,7 +40,7 @@ from fasterrcnn.data.voc_xml import write_voc_xml
 logger = logging.getLogger(__name__)
 
 SHAPE_CLASSES = ("circle", "square", "triangle", "star", "cross")
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "val")
 MIN_VISIBLE = 0.6
 """Smallest visible fraction of a shape once later shapes are drawn over it."""
 IMAGE_SIDE = (200, 400)
@@ -53,15 +54,17 @@ def shapes_root(data_dir: str) -> str:
     return os.path.join(data_dir, "shapes")
 
 
-def ensure_shapes(data_dir: str, num_train: int, num_test: int, seed: int) -> str:
+def ensure_shapes(
+    data_dir: str, num_train: int, num_test: int, seed: int, num_val: int = 0
+) -> str:
     """Generate ``DATA_DIR/shapes`` unless a complete one with these parameters exists.
 
     Returns the dataset root.  Safe against concurrent callers (a portable ``filelock.FileLock``) and interruption
     (temporary folder, marker written last, atomic rename).
     """
     root = shapes_root(data_dir)
-    params = dict(num_train=int(num_train), num_test=int(num_test), seed=int(seed),
-                  version=GENERATOR_VERSION, jpeg_quality=JPEG_QUALITY)
+    params = dict(num_train=int(num_train), num_test=int(num_test), num_val=int(num_val),
+                  seed=int(seed), version=GENERATOR_VERSION, jpeg_quality=JPEG_QUALITY)
     if _marker_matches(root, params):
         return root
     os.makedirs(data_dir, exist_ok=True)
@@ -71,9 +74,12 @@ def ensure_shapes(data_dir: str, num_train: int, num_test: int, seed: int) -> st
         for stale in glob.glob(os.path.join(data_dir, ".shapes.tmp*")):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = os.path.join(data_dir, f".shapes.tmp{os.getpid()}")
-        logger.info("generating the shapes dataset in %s (%d train, %d test, seed %d)",
-                    root, num_train, num_test, seed)
-        write_shapes(tmp, {"train": num_train, "test": num_test}, seed)
+        logger.info("generating the shapes dataset in %s (%d train, %d test, %d val, seed %d)",
+                    root, num_train, num_test, num_val, seed)
+        counts = {"train": num_train, "test": num_test}
+        if num_val > 0:
+            counts["val"] = num_val
+        write_shapes(tmp, counts, seed)
         with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as handle:
             json.dump(params, handle)
         if os.path.exists(root):
@@ -253,14 +259,18 @@ def _contrasting_color(rng: np.random.Generator, under: np.ndarray) -> np.ndarra
 
 
 class ShapesDataset(VocLayoutImdb):
-    """``shapes_train`` / ``shapes_test``, generated under DATA_DIR/shapes when missing.
+    """``shapes_train`` / ``shapes_test`` / ``shapes_val``, generated under DATA_DIR/shapes when
+    missing.
 
-    Sizes and seed come from ``cfg.DATASET`` (SHAPES_NUM_TRAIN, SHAPES_NUM_TEST, SHAPES_SEED).
+    Sizes and seed come from ``cfg.DATASET`` (SHAPES_NUM_TRAIN, SHAPES_NUM_TEST,
+    SHAPES_NUM_VAL, SHAPES_SEED).
     """
 
     def __init__(self, split: str, data_dir: str, num_train: int, num_test: int,
-                 seed: int) -> None:
+                 seed: int, num_val: int = 0) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown shapes split {split!r}; known: {SPLITS}")
-        root = ensure_shapes(data_dir, num_train, num_test, seed)
+        if split == "val" and num_val <= 0:
+            raise ValueError("shapes_val is empty: set DATASET.SHAPES_NUM_VAL > 0")
+        root = ensure_shapes(data_dir, num_train, num_test, seed, num_val)
         super().__init__(f"shapes_{split}", root, split, SHAPE_CLASSES, data_dir)
