@@ -93,6 +93,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         "--set",
         dest="set_cfgs",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY VALUE",
         help="config overrides applied last, e.g. --set TRAIN.SCALES [400]",

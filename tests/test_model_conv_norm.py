@@ -108,12 +108,26 @@ def test_resnet_c4_equals_torchvision_resnet(net, channels_last, batch):
         torch.testing.assert_close(g, e, rtol=1e-7, atol=1e-7)
 
 
-def test_single_image_training_pass_stays_nchw():
-    """A one-image pass under autograd runs NCHW (channels-last weight gradients are slower
-    there); batches and no-grad passes run channels-last."""
-    parts = build_resnet("res18", width_mult=0.25, channels_last=True)
+def test_single_image_training_pass_trains_nchw():
+    """A one-image pass under autograd runs its trainable layers NCHW (channels-last weight
+    gradients are slower there) and its frozen layers channels-last; batches and no-grad
+    passes run channels-last throughout."""
+    parts = build_resnet("res18", width_mult=0.25, fixed_blocks=1, channels_last=True)
+    layouts = {}
+
+    def record(name):
+        def hook(module, args):
+            layouts[name] = args[0].is_contiguous(memory_format=torch.channels_last)
+
+        return hook
+
+    for name in ("layer1", "layer2", "layer3"):
+        getattr(parts.base, name).register_forward_pre_hook(record(name))
     one = torch.randn(1, 3, 32, 32)
     assert parts.base(one).is_contiguous()
+    assert layouts == {"layer1": True, "layer2": False, "layer3": False}
     with torch.no_grad():
         assert parts.base(one).is_contiguous(memory_format=torch.channels_last)
+    assert all(layouts.values())
     assert parts.base(torch.randn(2, 3, 32, 32)).is_contiguous(memory_format=torch.channels_last)
+    assert all(layouts.values())

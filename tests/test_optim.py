@@ -1,5 +1,7 @@
 """The reference solver: double bias learning rate without decay, warm-up and step decay."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -68,3 +70,26 @@ def test_scheduler_scales_each_group():
         optimizer.step()
         scheduler.step()
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 0.02])
+
+
+def test_warmup_then_cosine_to_zero_over_the_run():
+    # fmt: off
+    overrides = ["TRAIN.LR_SCHEDULE", "cosine", "TRAIN.EPOCHS", "2",
+                 "TRAIN.WARMUP_ITERS", "4", "TRAIN.WARMUP_FACTOR", "0.5"]
+    # fmt: on
+    factor = lr_factor(load_config(None, overrides), iters_per_epoch=10)
+    # 20 iterations in all: cos(pi * step / 20) halved and lifted; the warm-up multiplies it.
+    assert factor(0) == pytest.approx(0.5)
+    assert factor(2) == pytest.approx((0.5 * 0.5 + 0.5) * 0.5 * (1 + math.cos(math.pi / 10)))
+    assert factor(10) == pytest.approx(0.5)
+    assert factor(15) == pytest.approx(0.5 * (1 + math.cos(0.75 * math.pi)))
+    assert factor(20) == pytest.approx(0.0, abs=1e-12)
+    assert factor(25) == pytest.approx(0.0, abs=1e-12)
+    # MAX_ITERS ends the run sooner: the cosine reaches zero there.
+    capped = lr_factor(load_config(None, overrides + ["TRAIN.MAX_ITERS", "8"]), 10)
+    assert capped(4) == pytest.approx(0.5) and capped(8) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unknown_schedule_is_refused_by_name():
+    with pytest.raises(ValueError, match="LR_SCHEDULE"):
+        load_config(None, ["TRAIN.LR_SCHEDULE", "poly"])

@@ -218,3 +218,20 @@ def test_checkpoint_of_fasterrcnn_0_1_still_loads(trained, tmp_path):
     got = Detector.from_checkpoint(str(old)).predict(str(image), score_thresh=0.0)
     want = Detector.from_checkpoint(trained["checkpoint"]).predict(str(image), score_thresh=0.0)
     np.testing.assert_array_equal(got["boxes"], want["boxes"])
+
+
+def test_repeated_set_flags_all_apply():
+    from fasterrcnn.cli import build_config
+    from fasterrcnn.commands import test as test_command
+    from fasterrcnn.commands import train as train_command
+
+    # fmt: off
+    args = train_command.parse_args(["--dataset", "shapes", "--set", "TRAIN.EPOCHS", "2",
+                                     "--set", "TRAIN.LR_SCHEDULE", "cosine"])
+    # fmt: on
+    cfg = build_config(args)
+    assert (cfg.TRAIN.EPOCHS, cfg.TRAIN.LR_SCHEDULE) == (2, "cosine")
+    parser_args = test_command.parse_args(
+        ["--checkpoint_path", "x.pth", "--set", "DATA_DIR", "d", "--set", "TEST.NMS", "0.4"]
+    )
+    assert parser_args.set_cfgs == ["DATA_DIR", "d", "TEST.NMS", "0.4"]

@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--set",
         dest="set_cfgs",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY VALUE",
         help="test-time config overrides baked into the export, e.g. --set TEST.SCORE_THRESH 0.05",

@@ -80,6 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--set",
         dest="set_cfgs",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY VALUE",
         help="test-time config overrides, e.g. --set TEST.SCALES [400]",

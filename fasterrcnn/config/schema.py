@@ -25,6 +25,7 @@ class TrainConfig:
     BIAS_DECAY: bool = False
     EPOCHS: int = 20
     MAX_ITERS: int = 0
+    LR_SCHEDULE: str = "step"
     LR_DECAY_STEPS: Tuple[int, ...] = (5,)
     LR_DECAY_GAMMA: float = 0.1
     WARMUP_ITERS: int = 0
@@ -206,6 +207,7 @@ CHOICES = {
     "BACKBONE.NORM": ("frozen_bn", "bn", "gn"),
     "BACKBONE.STYLE": ("caffe", "pytorch"),
     "TRAIN.OPTIMIZER": ("sgd", "adam"),
+    "TRAIN.LR_SCHEDULE": ("step", "cosine"),
     "TRAIN.NONFINITE_POLICY": ("stop", "skip"),
     "DATA_CHECK.ON_BAD_IMAGE": ("stop", "skip"),
     "DATASET.FORMAT": ("auto", "coco", "voc", "csv"),

@@ -2,12 +2,15 @@
 
 Biases get twice the learning rate and no weight decay (``TRAIN.DOUBLE_BIAS``,
 ``TRAIN.BIAS_DECAY``), as in py-faster-rcnn.  The schedule is a linear warm-up followed by
-step decay at the epochs listed in ``TRAIN.LR_DECAY_STEPS``; it is stepped once per iteration.
+step decay at the epochs listed in ``TRAIN.LR_DECAY_STEPS`` (``TRAIN.LR_SCHEDULE step``, the
+reference) or by a cosine from the base rate to zero over the whole run (``cosine``: TRAIN.EPOCHS,
+or TRAIN.MAX_ITERS when that ends the run sooner); it is stepped once per iteration.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from typing import Callable, List
 
 import torch
@@ -41,9 +44,15 @@ def lr_factor(cfg: Config, iters_per_epoch: int) -> Callable[[int], float]:
     """The multiplier of the base learning rates after ``step`` iterations."""
     train = cfg.TRAIN
     decay_iters = sorted(epoch * iters_per_epoch for epoch in train.LR_DECAY_STEPS)
+    total_iters = train.EPOCHS * iters_per_epoch
+    if train.MAX_ITERS > 0:
+        total_iters = min(total_iters, train.MAX_ITERS)
 
     def factor(step: int) -> float:
-        decay = train.LR_DECAY_GAMMA ** bisect.bisect_right(decay_iters, step)
+        if train.LR_SCHEDULE == "cosine":
+            decay = 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_iters, 1), 1.0)))
+        else:
+            decay = train.LR_DECAY_GAMMA ** bisect.bisect_right(decay_iters, step)
         if step < train.WARMUP_ITERS:
             alpha = step / train.WARMUP_ITERS
             decay *= train.WARMUP_FACTOR * (1.0 - alpha) + alpha
@@ -55,5 +64,6 @@ def lr_factor(cfg: Config, iters_per_epoch: int) -> Callable[[int], float]:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: Config, iters_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warm-up then step decay, stepped every iteration; its state goes into checkpoints."""
+    """Warm-up then step or cosine decay, stepped every iteration; its state goes into
+    checkpoints."""
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, iters_per_epoch))

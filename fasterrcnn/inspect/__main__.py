@@ -50,6 +50,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         "--set",
         dest="set_cfgs",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY VALUE",
         help="override test-time config keys of the checkpoint's config",

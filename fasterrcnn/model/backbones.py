@@ -113,13 +113,19 @@ def to_channels_last(x: Tensor, enabled: bool) -> Tensor:
 
 
 def _channels_last_pays(images: Tensor) -> bool:
-    """Whether a backbone pass over ``images`` (B,3,H,W) should run channels-last.
+    """Whether trainable backbone layers should run channels-last on ``images`` (B,3,H,W).
 
     Measured with oneDNN on 2 CPU cores: channels-last convolutions are faster forward, and
     backward for batches, but their weight gradient is about 2x slower for a single large image
-    (ResNet-50 layer3 and the RPN conv at 600x800), so a one-image training pass stays NCHW.
+    (ResNet-50 layer3 and the RPN conv at 600x800), so in a one-image training pass the layers
+    that get gradients run NCHW (frozen layers compute no weight gradient: they stay
+    channels-last).
     """
     return images.shape[0] > 1 or not torch.is_grad_enabled()
+
+
+def _trains(module: nn.Module) -> bool:
+    return any(param.requires_grad for param in module.parameters())
 
 
 RESNET_SPECS: Dict[str, Tuple[Type[nn.Module], Tuple[int, int, int, int]]] = {
@@ -193,9 +199,16 @@ class ResNetBase(_Freezable):
         self.channels_last = channels_last
 
     def forward(self, x: Tensor) -> Tensor:
-        x = to_channels_last(x, self.channels_last and _channels_last_pays(x))
+        nchw_when_training = self.channels_last and not _channels_last_pays(x)
+        x = to_channels_last(x, self.channels_last)
+        if nchw_when_training and _trains(self.conv1):
+            x = x.contiguous()
         x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x)))
-        return self.layer3(self.layer2(self.layer1(x)))
+        for layer in (self.layer1, self.layer2, self.layer3):
+            if nchw_when_training and _trains(layer):
+                x = x.contiguous()
+            x = layer(x)
+        return x
 
 
 class ResNetTop(_Freezable):
