@@ -30,7 +30,7 @@ def test_short_training_learns_to_detect_shapes(tmp_path):
         "DATA_DIR", str(tmp_path / "data"), "DATASET.SHAPES_NUM_TRAIN", 200,
         "DATASET.SHAPES_NUM_TEST", 40, "TRAIN.SCALES", [192], "TRAIN.MAX_SIZE", 320,
         "TEST.SCALES", [192], "TEST.MAX_SIZE", 320, "TRAIN.MAX_ITERS", ITERATIONS,
-        "TRAIN.EPOCHS", 100, "TRAIN.LR_DECAY_STEPS", [100], "TRAIN.WARMUP_ITERS", 50,
+        "TRAIN.EPOCHS", ITERATIONS // 50, "TRAIN.WARMUP_ITERS", 50,
         "TRAIN.DISPLAY", 100,
     ]
     # fmt: on

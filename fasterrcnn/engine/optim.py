@@ -3,8 +3,9 @@
 Biases get twice the learning rate and no weight decay (``TRAIN.DOUBLE_BIAS``,
 ``TRAIN.BIAS_DECAY``), as in py-faster-rcnn.  The schedule is a linear warm-up followed by
 step decay at the epochs listed in ``TRAIN.LR_DECAY_STEPS`` (``TRAIN.LR_SCHEDULE step``, the
-reference) or by a cosine from the base rate to zero over the whole run (``cosine``: TRAIN.EPOCHS,
-or TRAIN.MAX_ITERS when that ends the run sooner); it is stepped once per iteration.
+reference) or by a cosine from the base rate to zero over TRAIN.EPOCHS (``cosine``; TRAIN.MAX_ITERS
+only stops a run, so a run stopped there and resumed continues the same schedule); it is
+stepped once per iteration.
 """
 
 from __future__ import annotations
@@ -45,8 +46,6 @@ def lr_factor(cfg: Config, iters_per_epoch: int) -> Callable[[int], float]:
     train = cfg.TRAIN
     decay_iters = sorted(epoch * iters_per_epoch for epoch in train.LR_DECAY_STEPS)
     total_iters = train.EPOCHS * iters_per_epoch
-    if train.MAX_ITERS > 0:
-        total_iters = min(total_iters, train.MAX_ITERS)
 
     def factor(step: int) -> float:
         if train.LR_SCHEDULE == "cosine":
