@@ -1,11 +1,11 @@
 """End to end on the generated shapes set: train briefly, the losses fall, mAP clears a bar.
 
-A shortened version of the README's first command (tools/quickstart.sh): the same network at a
-smaller scale on fewer images for 400 iterations (about 80 s on 2 cores).  Measured here: the
-loss of the last 50 iterations is about a third of the first 20's, and the test mAP 0.21.  The
-bar, 0.12, is far below what the full recipe reaches (see the README) but far above an
-untrained detector's (about 0).
-"""
+A shortened version of the README's first command (tools/quickstart.sh): the same network and
+solver (cfgs/shapes.yml: Adam, cosine over the run) at a smaller scale on fewer images for 400
+iterations (about 3 minutes on 2 cores).  Measured here: test mAP 0.523 with this recipe (the
+previous recipe, SGD with step decay, reached 0.21 in the same iterations).  The bar, 0.40,
+sits 0.12 below the measured value (float differences between CPUs change the run a little);
+a recipe that learns like the old one fails it."""
 
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from fasterrcnn.eval import voc_evaluate
 
 SHAPES_YML = Path(__file__).resolve().parents[1] / "cfgs" / "shapes.yml"
 ITERATIONS = 400
-MAP_BAR = 0.12
+MAP_BAR = 0.40
 
 
 @pytest.mark.slow
