@@ -7,7 +7,7 @@ from fasterrcnn.config import load_config
 from fasterrcnn.model import build_model
 from fasterrcnn.rpn import box_iou
 
-ITERATIONS = 200
+ITERATIONS = 300
 
 # fmt: off
 OVERRIDES = [

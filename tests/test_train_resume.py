@@ -74,7 +74,10 @@ def test_stop_and_resume_gives_identical_weights(tiny_cfg, tmp_path, one_thread,
 
 @pytest.mark.slow
 def test_resume_across_an_epoch_boundary(tiny_cfg, tmp_path, one_thread):
-    cfg = apply_overrides(tiny_cfg, ["TRAIN.EPOCHS", 2, "TRAIN.LR_DECAY_STEPS", [1]])
+    # fmt: off
+    cfg = apply_overrides(tiny_cfg, ["TRAIN.EPOCHS", 2, "TRAIN.LR_SCHEDULE", "step",
+                                     "TRAIN.LR_DECAY_STEPS", [1]])
+    # fmt: on
     straight, _ = _run(cfg, tmp_path / "a", 14)
     first, epoch_path = _run(cfg, tmp_path / "b", 12)
     assert os.path.basename(epoch_path) == "faster_rcnn_1_1_12.pth"
