@@ -64,6 +64,19 @@ LARGE_SCALE_OVERRIDES = (
 # fmt: on
 
 
+def add_set_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--set KEY VALUE ...`` into ``args.set_cfgs``; repeated flags add to the earlier ones."""
+    parser.add_argument(
+        "--set",
+        dest="set_cfgs",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY VALUE",
+        help=help_text,
+    )
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """--cfg, --dataset, --net, --ls and --set, common to every tool."""
     parser.add_argument(
@@ -89,15 +102,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         help="large scale: short side 800, long side at most 1200",
     )
     add_data_path_arguments(parser)
-    parser.add_argument(
-        "--set",
-        dest="set_cfgs",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY VALUE",
-        help="config overrides applied last, e.g. --set TRAIN.SCALES [400]",
-    )
+    add_set_argument(parser, "config overrides applied last, e.g. --set TRAIN.SCALES [400]")
 
 
 _DATA_PATH_FLAGS = (

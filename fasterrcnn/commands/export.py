@@ -18,7 +18,12 @@ import logging
 import os
 import sys
 
-from fasterrcnn.cli import add_device_arguments, device_from_args, setup_logging
+from fasterrcnn.cli import (
+    add_device_arguments,
+    add_set_argument,
+    device_from_args,
+    setup_logging,
+)
 from fasterrcnn.deploy.export import export_program, onnx_ops, save_onnx, save_pt2
 from fasterrcnn.engine.inference import load_model_from_checkpoint
 
@@ -37,14 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="onnx (onnxruntime, dynamo exporter) or pt2 (torch.export archive)",
     )
     parser.add_argument("--output", required=True, help="file to write")
-    parser.add_argument(
-        "--set",
-        dest="set_cfgs",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY VALUE",
-        help="test-time config overrides baked into the export, e.g. --set TEST.SCORE_THRESH 0.05",
+    add_set_argument(
+        parser,
+        "test-time config overrides baked into the export, e.g. --set TEST.SCORE_THRESH 0.05",
     )
     add_device_arguments(parser)
     return parser.parse_args(argv)

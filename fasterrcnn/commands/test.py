@@ -28,6 +28,7 @@ from fasterrcnn.cli import (
     add_checkpoint_arguments,
     add_data_path_arguments,
     add_device_arguments,
+    add_set_argument,
     data_path_overrides,
     device_from_args,
     resolve_checkpoint,
@@ -76,15 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vis", action="store_true", help="write the images with detections")
     parser.add_argument("--vis_thresh", type=float, default=0.5, help="score threshold for --vis")
     add_data_path_arguments(parser)
-    parser.add_argument(
-        "--set",
-        dest="set_cfgs",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY VALUE",
-        help="test-time config overrides, e.g. --set TEST.SCALES [400]",
-    )
+    add_set_argument(parser, "test-time config overrides, e.g. --set TEST.SCALES [400]")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 

@@ -13,7 +13,12 @@ from typing import List, Optional
 
 import torch
 
-from fasterrcnn.cli import add_device_arguments, device_from_args, setup_logging
+from fasterrcnn.cli import (
+    add_device_arguments,
+    add_set_argument,
+    device_from_args,
+    setup_logging,
+)
 from fasterrcnn.data.image import read_image
 from fasterrcnn.detector import Detector
 from fasterrcnn.inspect.trace import trace
@@ -46,15 +51,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         default=None,
         help="detection score threshold (default TEST.DETECT_SCORE_THRESH)",
     )
-    parser.add_argument(
-        "--set",
-        dest="set_cfgs",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY VALUE",
-        help="override test-time config keys of the checkpoint's config",
-    )
+    add_set_argument(parser, "override test-time config keys of the checkpoint's config")
     add_device_arguments(parser)
     return parser.parse_args(argv)
 
