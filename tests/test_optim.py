@@ -38,6 +38,42 @@ def test_single_bias_lr_with_decay_and_adam():
     assert optimizer.param_groups[1]["weight_decay"] == cfg.TRAIN.WEIGHT_DECAY
 
 
+@pytest.mark.parametrize("optimizer_name", ["sgd", "adam"])
+def test_fused_step_matches_the_loop_implementation(optimizer_name):
+    cfg = load_config(None, ["TRAIN.OPTIMIZER", optimizer_name, "TRAIN.WEIGHT_DECAY", "0.01"])
+    torch.manual_seed(0)
+    fused_model, loop_model = _model(), _model()
+    loop_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, cfg)
+    assert fused.defaults["fused"] is True
+    loop_cls = torch.optim.Adam if optimizer_name == "adam" else torch.optim.SGD
+    extra = {} if optimizer_name == "adam" else {"momentum": cfg.TRAIN.MOMENTUM}
+    loop = loop_cls(
+        [
+            dict(g, params=[loop_model.get_parameter(n) for n in _names(fused_model, g)])
+            for g in fused.param_groups
+        ],
+        foreach=False,
+        **extra,
+    )
+    start = {name: p.detach().clone() for name, p in fused_model.named_parameters()}
+    x = torch.randn(2, 3, 6, 6)
+    for _ in range(3):
+        for model, optimizer in ((fused_model, fused), (loop_model, loop)):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for (name, a), b in zip(fused_model.named_parameters(), loop_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert not torch.equal(fused_model[2].weight, start["2.weight"])
+    assert torch.equal(fused_model[0].weight, start["0.weight"])
+
+
+def _names(model, group):
+    ids = {id(p) for p in group["params"]}
+    return [name for name, p in model.named_parameters() if id(p) in ids]
+
+
 def test_warmup_then_step_decay():
     cfg = load_config(
         None,
