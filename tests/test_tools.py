@@ -2,6 +2,9 @@
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -94,6 +97,33 @@ def test_test_net_scores_and_saves(trained, tmp_path):
     assert len(all_boxes) == 6 and len(all_boxes[1]) == 6
     assert all(len(b) == 0 for b in all_boxes[0])
     assert len(list((out / "shapes_test" / "vis").glob("*.jpg"))) == 6
+    _quickstart_prints_the_ap_table(out / "shapes_test" / "results.json", tmp_path / "quickstart")
+
+
+def _quickstart_prints_the_ap_table(results_json: Path, root: Path) -> None:
+    """tools/quickstart.sh's last step (its Python heredoc), run where output/shapes_test/ holds
+    the results.json test_net wrote, prints one row per class and the mAP."""
+    (root / "output" / "shapes_test").mkdir(parents=True)
+    shutil.copy(results_json, root / "output" / "shapes_test" / "results.json")
+    results = json.loads(results_json.read_text())
+    repo = Path(__file__).resolve().parents[1]
+    snippet = (repo / "tools" / "quickstart.sh").read_text()
+    snippet = snippet.split("python3 - <<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])),
+    )
+    printed = subprocess.run(
+        [sys.executable, "-c", snippet],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert printed[0] == "| class | AP |"
+    assert printed[2:-1] == [f"| {name} | {100 * ap:.2f} |" for name, ap in results["ap"].items()]
+    assert printed[-1] == f"| **mAP** | {100 * results['map']:.2f} |"
 
 
 def test_test_net_triple_and_missing_checkpoint(trained, tmp_path):

@@ -59,12 +59,11 @@ echo
 python3 - <<'PY'
 import json
 
+from fasterrcnn.eval.voc import format_ap_table
+
 with open("output/shapes_test/results.json", encoding="utf-8") as handle:
     results = json.load(handle)
-print("| class | AP |\n|---|---:|")
-for name, ap in results["per_class_ap"].items():
-    print(f"| {name} | {100 * ap:.2f} |")
-print(f"| **mAP** | {100 * results['map']:.2f} |")
+print(format_ap_table(results, ["__background__", *results["ap"]]))
 PY
 echo
 echo "checkpoint: ${checkpoint}; drawn test images: output/shapes_test/vis and output/demo"
