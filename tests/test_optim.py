@@ -48,14 +48,21 @@ def test_fused_step_matches_the_loop_implementation(optimizer_name):
     assert fused.defaults["fused"] is True
     loop_cls = torch.optim.Adam if optimizer_name == "adam" else torch.optim.SGD
     extra = {} if optimizer_name == "adam" else {"momentum": cfg.TRAIN.MOMENTUM}
+    # only params, lr and weight decay: a copied group would carry fused=True along
+    loop_params = dict(zip(map(id, fused_model.parameters()), loop_model.parameters()))
     loop = loop_cls(
         [
-            dict(g, params=[loop_model.get_parameter(n) for n in _names(fused_model, g)])
+            {
+                "params": [loop_params[id(p)] for p in g["params"]],
+                "lr": g["lr"],
+                "weight_decay": g["weight_decay"],
+            }
             for g in fused.param_groups
         ],
         foreach=False,
         **extra,
     )
+    assert not any(g["fused"] for g in loop.param_groups)
     start = {name: p.detach().clone() for name, p in fused_model.named_parameters()}
     x = torch.randn(2, 3, 6, 6)
     for _ in range(3):
@@ -67,11 +74,6 @@ def test_fused_step_matches_the_loop_implementation(optimizer_name):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
     assert not torch.equal(fused_model[2].weight, start["2.weight"])
     assert torch.equal(fused_model[0].weight, start["0.weight"])
-
-
-def _names(model, group):
-    ids = {id(p) for p in group["params"]}
-    return [name for name, p in model.named_parameters() if id(p) in ids]
 
 
 def test_warmup_then_step_decay():

@@ -97,15 +97,16 @@ def test_test_net_scores_and_saves(trained, tmp_path):
     assert len(all_boxes) == 6 and len(all_boxes[1]) == 6
     assert all(len(b) == 0 for b in all_boxes[0])
     assert len(list((out / "shapes_test" / "vis").glob("*.jpg"))) == 6
-    _quickstart_prints_the_ap_table(out / "shapes_test" / "results.json", tmp_path / "quickstart")
+    _quickstart_prints_the_ap_table(
+        out / "shapes_test" / "results.json", results, tmp_path / "quickstart"
+    )
 
 
-def _quickstart_prints_the_ap_table(results_json: Path, root: Path) -> None:
+def _quickstart_prints_the_ap_table(results_json: Path, results: dict, root: Path) -> None:
     """tools/quickstart.sh's last step (its Python heredoc), run where output/shapes_test/ holds
     the results.json test_net wrote, prints one row per class and the mAP."""
     (root / "output" / "shapes_test").mkdir(parents=True)
     shutil.copy(results_json, root / "output" / "shapes_test" / "results.json")
-    results = json.loads(results_json.read_text())
     repo = Path(__file__).resolve().parents[1]
     snippet = (repo / "tools" / "quickstart.sh").read_text()
     snippet = snippet.split("python3 - <<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
