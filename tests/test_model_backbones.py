@@ -182,3 +182,50 @@ def test_caffe_style_moves_the_stride_to_the_1x1_conv():
         assert caffe.base(torch.randn(1, 3, 64, 96)).shape == (1, 256, 4, 6)
     basic = build_resnet("res18", width_mult=0.25, style="caffe", fixed_blocks=0)
     assert basic.base.layer2[0].conv1.stride == (2, 2)
+
+
+@pytest.mark.parametrize("net,style", [("res18", "pytorch"), ("res50", "caffe")])
+def test_feat_stride_8_keeps_layer2_resolution_in_layer3(net, style):
+    """FEAT_STRIDE 8: same parameters as stride 16; layer3's first convolutions run at stride 1,
+    so their outputs at even positions are the stride-16 outputs (3x3 with padding 1 and the
+    1x1 shortcut both sample the centre pixel), and the base ends at 1/8 of the image."""
+    torch.manual_seed(0)
+    coarse = build_resnet(net, width_mult=0.25, norm="bn", fixed_blocks=0, style=style)
+    fine = build_resnet(net, width_mult=0.25, norm="bn", fixed_blocks=0, style=style, feat_stride=8)
+    fine.base.load_state_dict(coarse.base.state_dict())
+    coarse.base.eval()
+    fine.base.eval()
+    images = torch.randn(1, 3, 64, 96, dtype=torch.float64)
+    coarse.base.double()
+    fine.base.double()
+    with torch.no_grad():
+        x = images
+        for name in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2"):
+            x = getattr(coarse.base, name)(x)
+        first, fine_first = coarse.base.layer3[0], fine.base.layer3[0]
+        strided = next(n for n in ("conv1", "conv2") if getattr(first, n).stride == (2, 2))
+        assert getattr(fine_first, strided).stride == (1, 1)
+        for part in ("downsample", strided):
+            if part == "downsample":
+                expected, got = first.downsample[0](x), fine_first.downsample[0](x)
+            else:
+                y = x if part == "conv1" else first.relu(first.bn1(first.conv1(x)))
+                expected = getattr(first, part)(y)
+                got = getattr(fine_first, part)(y)
+            assert got.shape[2:] == (8, 12) and expected.shape[2:] == (4, 6)
+            torch.testing.assert_close(got[:, :, ::2, ::2], expected)
+        assert fine.base(images).shape[2:] == (8, 12)
+        assert coarse.base(images).shape[2:] == (4, 6)
+    assert fine.top.layer4[0].downsample[0].stride == (2, 2)
+
+
+def test_feat_stride_must_match_the_backbone():
+    with pytest.raises(ValueError, match="FEAT_STRIDE"):
+        build_resnet("res18", width_mult=0.25, feat_stride=4)
+    with pytest.raises(ValueError, match="FEAT_STRIDE"):
+        build_backbone(load_config(None, ["NET", "vgg16", "FEAT_STRIDE", "8"]))
+    cfg = load_config(None, ["NET", "res18", "BACKBONE.WIDTH_MULT", "0.25", "FEAT_STRIDE", "8"])
+    parts = build_backbone(cfg)
+    parts.base.eval()
+    with torch.no_grad():
+        assert parts.base(torch.randn(1, 3, 64, 96)).shape[2:] == (8, 12)

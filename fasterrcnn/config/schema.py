@@ -187,6 +187,8 @@ class Config:
     REFERENCE_NMS: bool = False
     ANCHOR_SCALES: Tuple[float, ...] = (8.0, 16.0, 32.0)
     ANCHOR_RATIOS: Tuple[float, ...] = (0.5, 1.0, 2.0)
+    # Stride of the base features: 16, or 8 for a ResNet (layer3 at stride 1, about 4x its
+    # cost); anchors are FEAT_STRIDE * ANCHOR_SCALES pixels, so 8 needs doubled scales.
     FEAT_STRIDE: int = 16
     PIXEL_MEANS: Tuple[float, ...] = (102.9801, 115.9465, 122.7717)
     PIXEL_STDS: Tuple[float, ...] = (1.0, 1.0, 1.0)

@@ -137,6 +137,9 @@ RESNET_SPECS: Dict[str, Tuple[Type[nn.Module], Tuple[int, int, int, int]]] = {
 }
 """Block type and blocks per stage of each ResNet depth."""
 
+RESNET_FEAT_STRIDES: Dict[int, Tuple[int, int, int]] = {16: (1, 2, 2), 8: (1, 2, 1)}
+"""Strides of layer1..layer3 (after the stride-4 stem) for each supported base stride."""
+
 
 class BackboneParts(NamedTuple):
     """The two halves of a backbone and their output widths."""
@@ -299,6 +302,7 @@ def build_resnet(
     fixed_blocks: int = 1,
     style: str = "pytorch",
     channels_last: bool = False,
+    feat_stride: int = 16,
 ) -> BackboneParts:
     """A ResNet C4 backbone.
 
@@ -310,6 +314,8 @@ def build_resnet(
             3 adds layer3 (the reference's RESNET.FIXED_BLOCKS).
         style: ``pytorch`` or ``caffe`` (see the module docstring).
         channels_last: feed the images and pooled RoIs to the convolutions channels-last.
+        feat_stride: 16 (the reference) or 8: layer3 keeps layer2's resolution (stride 1), so
+            the RPN and the RoI pooling see features twice as fine, for about 4x layer3's cost.
     """
     if net not in RESNET_SPECS:
         raise ValueError(f"unknown ResNet {net!r}; expected one of {tuple(RESNET_SPECS)}")
@@ -317,6 +323,11 @@ def build_resnet(
         raise ValueError(f"RESNET.FIXED_BLOCKS must be in 0..3, got {fixed_blocks}")
     if style not in STYLES:
         raise ValueError(f"unknown backbone style {style!r}; expected one of {STYLES}")
+    if feat_stride not in RESNET_FEAT_STRIDES:
+        raise ValueError(
+            f"FEAT_STRIDE must be one of {tuple(RESNET_FEAT_STRIDES)} for a ResNet, "
+            f"got {feat_stride}"
+        )
     block, depths = RESNET_SPECS[net]
     norm_layer = norm_factory(norm)
     stem_width = scaled(64, width_mult)
@@ -331,7 +342,7 @@ def build_resnet(
         maxpool=maxpool,
     )
     inplanes = stem_width
-    for i, (blocks, stride) in enumerate(zip(depths[:3], (1, 2, 2))):
+    for i, (blocks, stride) in enumerate(zip(depths[:3], RESNET_FEAT_STRIDES[feat_stride])):
         planes = scaled(64 * 2**i, width_mult)
         modules[f"layer{i + 1}"], inplanes = _resnet_stage(
             block, inplanes, planes, blocks, stride, norm_layer, style
@@ -396,6 +407,8 @@ def build_backbone(cfg: Config, style: str = "pytorch") -> BackboneParts:
                 "VGG16 has no normalisation layers: BACKBONE.NORM must stay 'frozen_bn' "
                 f"(the default) with NET vgg16, got {cfg.BACKBONE.NORM!r}"
             )
+        if cfg.FEAT_STRIDE != 16:
+            raise ValueError(f"VGG16's features have stride 16: FEAT_STRIDE {cfg.FEAT_STRIDE}")
         return build_vgg16(
             cfg.BACKBONE.WIDTH_MULT,
             cfg.VGG.FIXED_LAYERS,
@@ -409,6 +422,7 @@ def build_backbone(cfg: Config, style: str = "pytorch") -> BackboneParts:
         cfg.RESNET.FIXED_BLOCKS,
         style,
         cfg.BACKBONE.CHANNELS_LAST,
+        cfg.FEAT_STRIDE,
     )
 
 
