@@ -94,6 +94,9 @@ def test_test_net_scores_and_saves(trained, tmp_path):
     assert results["map"] == pytest.approx(rescored["map"])
     assert results["ap"] == pytest.approx(rescored["ap"])
     assert results["map"] == pytest.approx(np.mean(list(results["ap"].values())))
+    area = voc_evaluate(all_boxes, imdb.annotations(), classes, use_07_metric=False)
+    assert results["map_area"] == pytest.approx(area["map"])
+    assert results["ap_area"] == pytest.approx(area["ap"])
     assert len(all_boxes) == 6 and len(all_boxes[1]) == 6
     assert all(len(b) == 0 for b in all_boxes[0])
     assert len(list((out / "shapes_test" / "vis").glob("*.jpg"))) == 6
@@ -123,8 +126,9 @@ def _quickstart_prints_the_ap_table(results_json: Path, results: dict, root: Pat
         check=True,
     ).stdout.splitlines()
     assert printed[0] == "| class | AP |"
-    assert printed[2:-1] == [f"| {name} | {100 * ap:.2f} |" for name, ap in results["ap"].items()]
-    assert printed[-1] == f"| **mAP** | {100 * results['map']:.2f} |"
+    assert printed[2:-2] == [f"| {name} | {100 * ap:.2f} |" for name, ap in results["ap"].items()]
+    assert printed[-2] == f"| **mAP** | {100 * results['map']:.2f} |"
+    assert printed[-1].endswith(f"mAP {100 * results['map_area']:.2f})")
 
 
 def test_test_net_triple_and_missing_checkpoint(trained, tmp_path):

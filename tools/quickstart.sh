@@ -64,6 +64,7 @@ from fasterrcnn.eval.voc import format_ap_table
 with open("output/shapes_test/results.json", encoding="utf-8") as handle:
     results = json.load(handle)
 print(format_ap_table(results, ["__background__", *results["ap"]]))
+print(f"(VOC2007 11-point AP; as the area under the precision envelope: mAP {100 * results['map_area']:.2f})")
 PY
 echo
 echo "checkpoint: ${checkpoint}; drawn test images: output/shapes_test/vis and output/demo"

@@ -128,7 +128,11 @@ def main(argv=None) -> int:
 
 
 def evaluate(imdb, imdb_name: str, all_boxes, classes, use_07_metric, output_dir: str) -> dict:
-    """VOC AP table for VOC-layout sets, COCO AP for COCO; printed and returned."""
+    """VOC AP table for VOC-layout sets, COCO AP for COCO; printed and returned.
+
+    With the 11-point metric the result also holds ``map_area`` / ``ap_area``, the area under
+    the precision envelope (VOC2010+): the 11-point AP of a class whose recall stays below 1
+    is at most 10/11, however good the detections above that recall are."""
     if getattr(imdb, "coco", None) is not None:
         stats = coco_evaluate(
             all_boxes,
@@ -144,7 +148,12 @@ def evaluate(imdb, imdb_name: str, all_boxes, classes, use_07_metric, output_dir
         use_07_metric = "2012" not in imdb_name
     result = voc_evaluate(all_boxes, imdb.annotations(), classes, use_07_metric=use_07_metric)
     print(format_ap_table(result, classes))
-    return {"map": result["map"], "ap": result["ap"], "use_07_metric": use_07_metric}
+    summary = {"map": result["map"], "ap": result["ap"], "use_07_metric": use_07_metric}
+    if use_07_metric:
+        area = voc_evaluate(all_boxes, imdb.annotations(), classes, use_07_metric=False)
+        LOGGER.info("mAP as the area under the precision envelope: %.2f", 100 * area["map"])
+        summary.update(map_area=area["map"], ap_area=area["ap"])
+    return summary
 
 
 def write_visualisations(imdb, all_boxes, classes, vis_dir: str, thresh: float) -> None:
