@@ -186,6 +186,11 @@ def test_multi_image_multi_class_11_point(caplog):
     assert result["recall"]["a"] == pytest.approx(2 / 3)
     assert result["recall"]["b"] == pytest.approx(1.0)
     assert math.isnan(result["recall"]["c"])
+    # the area under the envelope comes along (hand-computed in the area test below)
+    assert result["ap_area"]["a"] == pytest.approx(0.5)
+    assert result["ap_area"]["b"] == pytest.approx(5 / 6)
+    assert math.isnan(result["ap_area"]["c"])
+    assert result["map_area"] == pytest.approx((0.5 + 5 / 6) / 2)
     assert any("c" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
 

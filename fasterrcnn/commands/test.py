@@ -150,9 +150,8 @@ def evaluate(imdb, imdb_name: str, all_boxes, classes, use_07_metric, output_dir
     print(format_ap_table(result, classes))
     summary = {"map": result["map"], "ap": result["ap"], "use_07_metric": use_07_metric}
     if use_07_metric:
-        area = voc_evaluate(all_boxes, imdb.annotations(), classes, use_07_metric=False)
-        LOGGER.info("mAP as the area under the precision envelope: %.2f", 100 * area["map"])
-        summary.update(map_area=area["map"], ap_area=area["ap"])
+        LOGGER.info("mAP as the area under the precision envelope: %.2f", 100 * result["map_area"])
+        summary.update(map_area=result["map_area"], ap_area=result["ap_area"])
     return summary
 
 

@@ -189,10 +189,12 @@ def voc_evaluate(
         exact_07_thresholds: see :func:`voc_ap`.
 
     Returns:
-        dict(ap={name: float}, map=float, recall={name: float}); recall is the final recall of
-        the class (0.0 without detections). Classes without non-difficult ground truth get
-        ap = recall = nan and are left out of the mAP (a warning is logged); map is nan when no
-        class has ground truth.
+        dict(ap={name: float}, map=float, recall={name: float}, ap_area={name: float},
+        map_area=float); recall is the final recall of the class (0.0 without detections);
+        ap_area / map_area are the area under the envelope whatever ``use_07_metric`` says
+        (the 11-point AP of a class whose recall stays below 1 is at most 10/11). Classes
+        without non-difficult ground truth get nan and are left out of the means (a warning is
+        logged); a mean is nan when no class has ground truth.
     """
     if len(all_boxes) != len(classes):
         raise ValueError(f"all_boxes has {len(all_boxes)} classes, classes has {len(classes)}")
@@ -202,6 +204,7 @@ def voc_evaluate(
     gt_difficult = [np.asarray(a["difficult"], dtype=bool).reshape(-1) for a in annotations]
 
     ap: Dict[str, float] = {}
+    ap_area: Dict[str, float] = {}
     recall: Dict[str, float] = {}
     missing: List[str] = []
     for c in range(1, len(classes)):
@@ -219,8 +222,7 @@ def voc_evaluate(
             iou_thresh,
         )
         if npos == 0:
-            ap[name] = math.nan
-            recall[name] = math.nan
+            ap[name] = ap_area[name] = recall[name] = math.nan
             missing.append(name)
             continue
         tp_cum = np.cumsum(tp)
@@ -228,15 +230,26 @@ def voc_evaluate(
         rec = tp_cum / float(npos)
         prec = tp_cum / np.maximum(tp_cum + fp_cum, _EPS)
         ap[name] = voc_ap(rec, prec, use_07_metric, exact_07_thresholds)
+        ap_area[name] = voc_ap(rec, prec, use_07_metric=False)
         recall[name] = float(rec[-1]) if rec.size else 0.0
     if missing:
         logger.warning(
             "classes without non-difficult ground truth (AP nan, left out of mAP): %s",
             ", ".join(missing),
         )
-    valid = [v for v in ap.values() if not math.isnan(v)]
-    mean_ap = float(np.mean(valid)) if valid else math.nan
-    return {"ap": ap, "map": mean_ap, "recall": recall}
+    return {
+        "ap": ap,
+        "map": _mean_of_valid(ap),
+        "recall": recall,
+        "ap_area": ap_area,
+        "map_area": _mean_of_valid(ap_area),
+    }
+
+
+def _mean_of_valid(values: Mapping[str, float]) -> float:
+    """Mean of the non-nan values; nan when there are none."""
+    valid = [v for v in values.values() if not math.isnan(v)]
+    return float(np.mean(valid)) if valid else math.nan
 
 
 def format_ap_table(result: Mapping[str, object], classes: Sequence[str]) -> str:
