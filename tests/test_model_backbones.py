@@ -205,13 +205,12 @@ def test_feat_stride_8_keeps_layer2_resolution_in_layer3(net, style):
         first, fine_first = coarse.base.layer3[0], fine.base.layer3[0]
         strided = next(n for n in ("conv1", "conv2") if getattr(first, n).stride == (2, 2))
         assert getattr(fine_first, strided).stride == (1, 1)
-        for part in ("downsample", strided):
-            if part == "downsample":
-                expected, got = first.downsample[0](x), fine_first.downsample[0](x)
-            else:
-                y = x if part == "conv1" else first.relu(first.bn1(first.conv1(x)))
-                expected = getattr(first, part)(y)
-                got = getattr(fine_first, part)(y)
+        strided_input = x if strided == "conv1" else first.relu(first.bn1(first.conv1(x)))
+        pairs = [
+            (first.downsample[0](x), fine_first.downsample[0](x)),
+            (getattr(first, strided)(strided_input), getattr(fine_first, strided)(strided_input)),
+        ]
+        for expected, got in pairs:
             assert got.shape[2:] == (8, 12) and expected.shape[2:] == (4, 6)
             torch.testing.assert_close(got[:, :, ::2, ::2], expected)
         assert fine.base(images).shape[2:] == (8, 12)
