@@ -12,7 +12,7 @@ from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
 from fasterrcnn.model import build_resnet
-from fasterrcnn.model.backbones import conv_norm
+from fasterrcnn.model.backbones import conv_norm, pointwise_conv
 
 
 def _random_norm(norm: nn.Module, channels: int, gen: torch.Generator) -> None:
@@ -68,6 +68,54 @@ def test_training_batchnorm_is_not_folded():
     torch.testing.assert_close(norm.running_mean, reference.running_mean)
     # Batch statistics: every output channel has zero mean over (B, H, W).
     torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_pointwise_conv_equals_conv2d_with_gradients(channels_last, stride, batch, with_bias):
+    """The matrix-product 1x1 convolution against F.conv2d in float64 (odd sizes, so a strided
+    output keeps the last row and column), in the input's memory format."""
+    gen = torch.Generator().manual_seed(3)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(batch, 6, 7, 5, generator=gen, dtype=torch.float64)
+    x = x.contiguous(memory_format=layout).requires_grad_(True)
+    weight = torch.randn(4, 6, 1, 1, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
+    used_bias = bias if with_bias else None
+
+    expected = torch.nn.functional.conv2d(x, weight, used_bias, stride)
+    got = pointwise_conv(x, weight, used_bias, (stride, stride))
+
+    out_height, out_width = (4, 3) if stride == 2 else (7, 5)
+    assert got.shape == expected.shape == (batch, 4, out_height, out_width)
+    assert got.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    inputs = [x, weight] + ([bias] if with_bias else [])
+    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    for g, e in zip(
+        torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)
+    ):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_only_trainable_pointwise_convolutions_under_autograd_run_as_matrix_products():
+    """conv_norm takes the matrix product for a trainable 1x1 convolution when gradients are
+    recorded, and the convolution op for a frozen one, a 3x3 one, or without autograd (where
+    it computes the same values)."""
+    torch.manual_seed(0)
+    norm = FrozenBatchNorm2d(6)
+    pointwise, spatial = nn.Conv2d(4, 6, 1, stride=2), nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.randn(1, 4, 9, 9, requires_grad=True)
+
+    assert conv_norm(pointwise, norm, x).grad_fn.name() != "ConvolutionBackward0"
+    assert conv_norm(spatial, norm, x).grad_fn.name() == "ConvolutionBackward0"
+    with torch.no_grad():
+        direct = conv_norm(pointwise, norm, x)
+    torch.testing.assert_close(direct, conv_norm(pointwise, norm, x))
+    pointwise.weight.requires_grad_(False)
+    assert conv_norm(pointwise, norm, x).grad_fn.name() == "ConvolutionBackward0"
 
 
 @pytest.mark.parametrize("net", ["res18", "res50"])

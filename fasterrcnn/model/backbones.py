@@ -14,8 +14,11 @@ Modules keep torchvision's names (``base.conv1``, ``base.layer3``, ``top.layer4`
 Speed on CPU (same maths, same state dict): a BatchNorm that is an affine map — frozen, or
 trainable in eval mode — is folded into the convolution before it (:func:`conv_norm`: one
 convolution with scaled weights and a bias instead of a convolution and two element-wise
-passes), and with ``BACKBONE.CHANNELS_LAST`` the images and pooled RoIs enter the networks in
-channels-last layout, which oneDNN convolutions run without reordering.
+passes); with ``BACKBONE.CHANNELS_LAST`` the images and pooled RoIs enter the networks in
+channels-last layout, which oneDNN convolutions run without reordering; and a trainable 1x1
+convolution under autograd is a matrix product (:func:`pointwise_conv`), whose backward is two
+more matrix products instead of oneDNN's convolution backward (several times slower on the
+strided 1x1 shortcut of the R50 RoI head).
 
 ``style``: ``"pytorch"`` is torchvision's architecture.  ``"caffe"`` is the one of the
 Caffe-converted ResNets the reference recommended (``resnet101_caffe.pth``): a bottleneck's
@@ -35,9 +38,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Callable, Dict, List, NamedTuple, Sequence, Tuple, Type, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.models import vgg as tv_vgg
@@ -68,7 +72,7 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
         and norm.running_var is not None
     )
     if not foldable:
-        return norm(conv(x))
+        return norm(_convolve(conv, x, conv.weight, conv.bias))
     scale = (norm.running_var + norm.eps).rsqrt()
     if norm.weight is not None:
         scale = scale * norm.weight
@@ -77,7 +81,52 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
         shift = shift + norm.bias
     if conv.bias is not None:
         shift = shift + conv.bias * scale
-    return conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1), shift)
+    return _convolve(conv, x, conv.weight * scale.view(-1, 1, 1, 1), shift)
+
+
+def pointwise_conv(
+    x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int] = (1, 1)
+) -> Tensor:
+    """A 1x1 convolution without padding as a matrix product.
+
+    Args:
+        x: ``(B, C_in, H, W)``, NCHW or channels-last.
+        weight: ``(C_out, C_in, 1, 1)``; bias: ``(C_out,)`` or None.
+        stride: ``(sy, sx)``: the output reads every ``sy``-th row and ``sx``-th column.
+
+    Returns:
+        ``(B, C_out, ceil(H / sy), ceil(W / sx))`` in ``x``'s layout: channels-last input
+        multiplies the (B*H*W, C_in) view by ``weight.T``; NCHW multiplies ``weight`` by each
+        (C_in, H*W) image (a batched product: no transposed copies).
+    """
+    if stride != (1, 1):
+        x = x[:, :, :: stride[0], :: stride[1]]
+    matrix = weight.flatten(1)
+    if x.stride(1) == 1 and x.shape[1] > 1:
+        return F.linear(x.permute(0, 2, 3, 1), matrix, bias).permute(0, 3, 1, 2)
+    batch, channels, height, width = x.shape
+    out = torch.bmm(matrix.expand(batch, -1, -1), x.reshape(batch, channels, height * width))
+    if bias is not None:
+        out = out + bias[:, None]
+    return out.view(batch, -1, height, width)
+
+
+def _convolve(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """``conv``'s convolution of ``x`` with ``weight`` and ``bias``: :func:`pointwise_conv`
+    for a trainable 1x1 convolution on the CPU under autograd, otherwise the convolution op
+    (oneDNN's forward is as fast as the matrix product; cuDNN is faster on CUDA)."""
+    pointwise = (
+        conv.kernel_size == (1, 1)
+        and conv.padding == (0, 0)
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and conv.weight.requires_grad
+    )
+    if pointwise:
+        return pointwise_conv(x, weight, bias, conv.stride)
+    return conv._conv_forward(x, weight, bias)
 
 
 class BasicBlock(tv_resnet.BasicBlock):
