@@ -7,6 +7,7 @@ import torch
 
 from fasterrcnn.config import load_config
 from fasterrcnn.model import build_model
+from fasterrcnn.model.roi_head import vote_boxes
 
 LN2 = math.log(2.0)
 
@@ -147,3 +148,40 @@ def test_without_bbox_reg_or_normalisation():
     shifted = deltas.clone()
     shifted[..., 0::4] -= 5.0
     _check(means.postprocess(rois, cls_prob, shifted, im_info)[0], EXPECTED_0)
+
+
+def test_box_voting_averages_the_suppressed_boxes_of_the_same_class():
+    """Image 0, class 1: r0's [15,5,25,15] (p .8) suppresses r1's [16,5,26,15] (p .6) at IoU
+    110/132 = 0.83 and becomes (0.8 * r0 + 0.6 * r1) / 1.4 = [15 + 3/7, 5, 25 + 3/7, 15] with
+    a vote threshold of 0.5.  Nothing else has a same-class neighbour at IoU >= 0.5 (class 2's
+    r0 and r1 boxes: 55/297 = 0.19), and at 0.9 no box changes."""
+    voted = _model(["TEST.BBOX_VOTE_THRESH", "0.5"]).postprocess(*_case())
+    expected = list(EXPECTED_0)
+    expected[1] = (0.8, 1, [15.0 + 3 / 7, 5.0, 25.0 + 3 / 7, 15.0])
+    _check(voted[0], expected)
+    _check(voted[1], EXPECTED_1)
+    strict = _model(["TEST.BBOX_VOTE_THRESH", "0.9"]).postprocess(*_case())
+    _check(strict[0], EXPECTED_0)
+    _check(strict[1], EXPECTED_1)
+
+
+def test_vote_boxes_ignores_other_classes_non_candidates_and_empty_slots():
+    kept = torch.tensor([[[0.0, 0.0, 9.0, 9.0], [0.0, 0.0, 0.0, 0.0]]])
+    kept_labels = torch.tensor([[1, 0]])
+    boxes = torch.tensor(
+        [
+            [
+                [0.0, 0.0, 9.0, 9.0],
+                [2.0, 0.0, 11.0, 9.0],
+                [0.0, 0.0, 19.0, 9.0],
+                [1.0, 0.0, 10.0, 9.0],
+            ]
+        ]
+    )
+    scores = torch.tensor([[0.6, 0.2, 0.9, 0.8]])
+    labels = torch.tensor([1, 1, 2, 1])
+    candidate = torch.tensor([[True, True, True, False]])
+    out = vote_boxes(kept, kept_labels, boxes, scores, labels, candidate, 0.5)
+    # Voters: itself (0.6) and [2,0,11,9] (0.2, IoU 80/120); not class 2, not the non-candidate.
+    torch.testing.assert_close(out[0, 0], torch.tensor([0.5, 0.0, 9.5, 9.0]))
+    torch.testing.assert_close(out[0, 1], torch.zeros(4))

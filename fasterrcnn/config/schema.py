@@ -77,11 +77,14 @@ class TestConfig:
     SCORE_THRESH is the evaluation's threshold (the reference's 0.0, so mAP sees every
     detection); DETECT_SCORE_THRESH is the default of the one-call API ``model(images)`` and of
     :class:`fasterrcnn.Detector` (torchvision's 0.05).  MAX_PER_IMAGE caps both.
+    BBOX_VOTE_THRESH > 0 turns on box voting after NMS: a detection's box becomes the
+    score-weighted mean of its class's boxes overlapping it at that IoU (0: off, the reference).
     """
 
     SCALES: Tuple[int, ...] = (600,)
     MAX_SIZE: int = 1000
     NMS: float = 0.3
+    BBOX_VOTE_THRESH: float = 0.0
     BBOX_REG: bool = True
     SCORE_THRESH: float = 0.0
     DETECT_SCORE_THRESH: float = 0.05

@@ -20,6 +20,7 @@ from fasterrcnn.model.losses import smooth_l1_loss
 from fasterrcnn.model.precision import at_least_float32, autocast_disabled
 from fasterrcnn.ops import RoIAlign, RoICrop, RoIPool, batched_nms_mask
 from fasterrcnn.rpn import ProposalTargetLayer, clip_boxes, decode_boxes
+from fasterrcnn.rpn.boxes import box_iou
 
 RCNN_SIGMA = 1.0
 """Smooth-L1 sigma of the RoI head's box loss (the reference's value)."""
@@ -52,6 +53,8 @@ class DetectionSettings:
     max_per_image: detections kept per image over all classes; 0 or less: all
         (``TEST.MAX_PER_IMAGE``).
     bbox_reg: decode the predicted deltas (``TEST.BBOX_REG``); else the RoIs are the boxes.
+    vote_thresh: box voting after NMS (:func:`vote_boxes`) at this IoU; 0: off
+        (``TEST.BBOX_VOTE_THRESH``).
     unnormalize: deltas are ``* stds + means`` first
         (``TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED``, ``BBOX_NORMALIZE_MEANS`` / ``STDS``).
     """
@@ -60,6 +63,7 @@ class DetectionSettings:
     nms_thresh: float = 0.3
     max_per_image: int = 100
     bbox_reg: bool = True
+    vote_thresh: float = 0.0
     unnormalize: bool = True
     means: Tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
     stds: Tuple[float, ...] = (0.1, 0.1, 0.2, 0.2)
@@ -71,10 +75,42 @@ class DetectionSettings:
             nms_thresh=cfg.TEST.NMS,
             max_per_image=cfg.TEST.MAX_PER_IMAGE,
             bbox_reg=cfg.TEST.BBOX_REG,
+            vote_thresh=cfg.TEST.BBOX_VOTE_THRESH,
             unnormalize=cfg.TRAIN.BBOX_NORMALIZE_TARGETS_PRECOMPUTED,
             means=tuple(cfg.TRAIN.BBOX_NORMALIZE_MEANS),
             stds=tuple(cfg.TRAIN.BBOX_NORMALIZE_STDS),
         )
+
+
+def vote_boxes(
+    kept: Tensor,
+    kept_labels: Tensor,
+    boxes: Tensor,
+    scores: Tensor,
+    labels: Tensor,
+    candidate: Tensor,
+    iou_thresh: float,
+) -> Tensor:
+    """Box voting (Gidaris & Komodakis, ICCV 2015): each kept detection's box becomes the
+    score-weighted mean of the candidate boxes of its class that overlap it at IoU >=
+    ``iou_thresh`` (+1 convention; itself included), the NMS-suppressed ones among them.
+
+    Args:
+        kept: ``(B, K, 4)`` detections after NMS; kept_labels: ``(B, K)``, 0 for empty slots.
+        boxes: ``(B, N, 4)`` every candidate box; scores: ``(B, N)``; labels: ``(N,)`` the class
+            of each candidate column; candidate: ``(B, N)`` bool, the boxes that may vote
+            (above the score threshold, not padding).
+
+    Returns:
+        ``(B, K, 4)``: voted boxes; a slot without voters (empty, or a degenerate box) is
+        unchanged.  Memory is ``B * K * N`` (``K = N`` when every detection is kept).
+    """
+    same_class = kept_labels.unsqueeze(2) == labels.view(1, 1, -1)
+    voters = same_class & candidate.unsqueeze(1) & (box_iou(kept, boxes) >= iou_thresh)
+    weights = torch.where(voters, scores.unsqueeze(1), 0.0)
+    total = weights.sum(dim=2, keepdim=True)
+    voted = torch.bmm(weights, boxes) / total.clamp(min=torch.finfo(total.dtype).tiny)
+    return torch.where(total > 0, voted, kept)
 
 
 class HeadOutput(NamedTuple):
@@ -289,7 +325,8 @@ class RoIHead(nn.Module):
         class ``c >= 1``: scores ``> score_thresh`` (strictly), NMS at ``nms_thresh`` with the
         +1 convention (one float64 batched NMS over all images and classes, a keep mask), and the
         ``max_per_image`` best detections over all classes are kept (ties in the order of RoI,
-        then class).  Rows of padded RoIs (all-zero ``cls_prob``) are never returned.
+        then class), their boxes voted (:func:`vote_boxes`) when ``vote_thresh`` > 0.  Rows of
+        padded RoIs (all-zero ``cls_prob``) are never returned.
 
         Args:
             rois: ``(B, P, 5)``; cls_prob: ``(B, P, num_classes)``; bbox_pred: ``(B, P, 4 *
@@ -341,6 +378,10 @@ class RoIHead(nn.Module):
         out_boxes = torch.where(filled.unsqueeze(2), out_boxes, 0.0)
         out_scores = torch.where(filled, torch.gather(scores, 1, order), 0.0)
         out_labels = torch.where(filled, labels[order], 0)
+        if settings.vote_thresh > 0:
+            out_boxes = vote_boxes(
+                out_boxes, out_labels, boxes, scores, labels, candidate, settings.vote_thresh
+            )
         pad = slots - take
         return Detections(
             F.pad(out_boxes, (0, 0, 0, pad)),
