@@ -19,8 +19,7 @@ from fasterrcnn.config import Config
 from fasterrcnn.model.losses import smooth_l1_loss
 from fasterrcnn.model.precision import at_least_float32, autocast_disabled
 from fasterrcnn.ops import RoIAlign, RoICrop, RoIPool, batched_nms_mask
-from fasterrcnn.rpn import ProposalTargetLayer, clip_boxes, decode_boxes
-from fasterrcnn.rpn.boxes import box_iou
+from fasterrcnn.rpn import ProposalTargetLayer, box_iou, clip_boxes, decode_boxes
 
 RCNN_SIGMA = 1.0
 """Smooth-L1 sigma of the RoI head's box loss (the reference's value)."""
