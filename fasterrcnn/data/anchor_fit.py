@@ -25,8 +25,9 @@ SIZE_BUCKETS = (0.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, math.inf)
 """Edges of the size buckets, in pixels of ``sqrt(width * height)`` after the resize."""
 
 
-def resized_box_sizes(entries: Iterable[Mapping[str, object]], scales: Sequence[int],
-                      max_size: int) -> Tuple[np.ndarray, np.ndarray]:
+def resized_box_sizes(
+    entries: Iterable[Mapping[str, object]], scales: Sequence[int], max_size: int
+) -> Tuple[np.ndarray, np.ndarray]:
     """Widths and heights (+1 convention) of every box at every training scale.
 
     Args:
@@ -69,14 +70,19 @@ def shape_iou(boxes_wh: np.ndarray, anchors_wh: np.ndarray) -> np.ndarray:
     return inter / (a[..., 0] * a[..., 1] + b[..., 0] * b[..., 1] - inter)
 
 
-def best_anchor_iou(widths: np.ndarray, heights: np.ndarray, anchors_wh: np.ndarray,
-                    chunk: int = 65536) -> np.ndarray:
+def best_anchor_iou(
+    widths: np.ndarray, heights: np.ndarray, anchors_wh: np.ndarray, chunk: int = 65536
+) -> np.ndarray:
     """(N,) the best shape-only IoU of each box (N widths, heights) over the anchors (A,2)."""
     boxes = np.stack([np.asarray(widths, np.float64), np.asarray(heights, np.float64)], axis=1)
     if not len(boxes) or not len(anchors_wh):
         return np.zeros(len(boxes))
-    return np.concatenate([shape_iou(boxes[i:i + chunk], anchors_wh).max(axis=1)
-                           for i in range(0, len(boxes), chunk)])
+    return np.concatenate(
+        [
+            shape_iou(boxes[i : i + chunk], anchors_wh).max(axis=1)
+            for i in range(0, len(boxes), chunk)
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -91,8 +97,9 @@ class BucketFit:
     median_iou: float
 
 
-def fit_by_size(widths: np.ndarray, heights: np.ndarray, best_iou: np.ndarray,
-                positive_overlap: float) -> List[BucketFit]:
+def fit_by_size(
+    widths: np.ndarray, heights: np.ndarray, best_iou: np.ndarray, positive_overlap: float
+) -> List[BucketFit]:
     """Per bucket of :data:`SIZE_BUCKETS` (the non-empty ones) and a last row for all boxes
     (``low = 0``, ``high = inf``): the fraction with best IoU ``>= positive_overlap`` and
     ``>= 0.5``, and the median best IoU."""
@@ -105,10 +112,16 @@ def fit_by_size(widths: np.ndarray, heights: np.ndarray, best_iou: np.ndarray,
         if n == 0 and k < len(edges) - 1:
             continue
         iou = best_iou[inside]
-        rows.append(BucketFit(low, high, n,
-                              float((iou >= positive_overlap).mean()) if n else 0.0,
-                              float((iou >= 0.5).mean()) if n else 0.0,
-                              float(np.median(iou)) if n else 0.0))
+        rows.append(
+            BucketFit(
+                low,
+                high,
+                n,
+                float((iou >= positive_overlap).mean()) if n else 0.0,
+                float((iou >= 0.5).mean()) if n else 0.0,
+                float(np.median(iou)) if n else 0.0,
+            )
+        )
     return rows
 
 
@@ -144,16 +157,23 @@ def _scale_candidates(sizes: np.ndarray, stride: int) -> List[Tuple[float, ...]]
     found = []
     for step in (2.0, math.sqrt(2.0)):
         for offset in (0.0, 0.25, 0.5):
-            first = low * step ** offset
+            first = low * step**offset
             count = max(1, int(math.ceil(math.log(max(high, first) / first, step) + 0.5)))
-            scales = tuple(round(first * step ** k / stride, 2) for k in range(count))
+            scales = tuple(round(first * step**k / stride, 2) for k in range(count))
             found.append(tuple(max(s, 0.01) for s in scales))
     return list(dict.fromkeys(found))
 
 
-def suggest_anchors(widths: np.ndarray, heights: np.ndarray, stride: int,
-                    positive_overlap: float, target: float = 0.95, min_iou: float = 0.5,
-                    max_boxes: int = 20000, seed: int = 0) -> AnchorSuggestion:
+def suggest_anchors(
+    widths: np.ndarray,
+    heights: np.ndarray,
+    stride: int,
+    positive_overlap: float,
+    target: float = 0.95,
+    min_iou: float = 0.5,
+    max_boxes: int = 20000,
+    seed: int = 0,
+) -> AnchorSuggestion:
     """Anchor scales and ratios with the fewest anchors that give at least ``target`` of the
     boxes a best shape-only IoU ``>= min_iou``, and among those the most boxes an IoU
     ``>= positive_overlap`` (the best coverage at ``min_iou`` found when none reaches it).
@@ -176,11 +196,18 @@ def suggest_anchors(widths: np.ndarray, heights: np.ndarray, stride: int,
             iou = best_anchor_iou(w, h, anchor_shapes(stride, scales, ratios))
             cover = float((iou >= min_iou).mean())
             reached = cover >= target
-            key = (reached, -len(scales) * len(ratios) if reached else 0,
-                   float((iou >= positive_overlap).mean()) if reached else cover)
+            key = (
+                reached,
+                -len(scales) * len(ratios) if reached else 0,
+                float((iou >= positive_overlap).mean()) if reached else cover,
+            )
             if best_key is None or key > best_key:
                 best_key, best = key, (scales, ratios)
     scales, ratios = best
     iou = best_anchor_iou(widths, heights, anchor_shapes(stride, scales, ratios))
-    return AnchorSuggestion(tuple(scales), tuple(ratios), float((iou >= min_iou).mean()),
-                            float((iou >= positive_overlap).mean()))
+    return AnchorSuggestion(
+        tuple(scales),
+        tuple(ratios),
+        float((iou >= min_iou).mean()),
+        float((iou >= positive_overlap).mean()),
+    )

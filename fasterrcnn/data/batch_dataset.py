@@ -34,7 +34,6 @@ import torch
 from torch.utils.data import Dataset
 
 from fasterrcnn.config import Config
-
 from fasterrcnn.data.image import image_scale, read_image, resize_normalize
 from fasterrcnn.data.sampler import group_of, num_groups
 from fasterrcnn.data.validate import degenerate
@@ -64,8 +63,10 @@ def group_target_ratios(ratio_list: np.ndarray, batch_size: int) -> np.ndarray:
     ratio_list = np.asarray(ratio_list, dtype=np.float64)
     out = np.ones(num_groups(len(ratio_list), batch_size), dtype=np.float64)
     for g in range(len(out)):
-        first, last = ratio_list[g * batch_size], ratio_list[min((g + 1) * batch_size,
-                                                                 len(ratio_list)) - 1]
+        first, last = (
+            ratio_list[g * batch_size],
+            ratio_list[min((g + 1) * batch_size, len(ratio_list)) - 1],
+        )
         if last < 1:
             out[g] = first
         elif first > 1:
@@ -73,8 +74,7 @@ def group_target_ratios(ratio_list: np.ndarray, batch_size: int) -> np.ndarray:
     return out
 
 
-def crop_offset(length: int, size: int, lo: float, hi: float,
-                rng: np.random.Generator) -> int:
+def crop_offset(length: int, size: int, lo: float, hi: float, rng: np.random.Generator) -> int:
     """Start of a window of ``size`` pixels in ``[0, length)`` for boxes spanning ``[lo, hi]``.
 
     When ``hi - lo + 1 <= size`` every start keeping ``[lo, hi]`` inside is equally likely;
@@ -106,8 +106,15 @@ class RoIBatchDataset(Dataset):
     Items: ``dataset[(position, epoch)]`` or ``dataset[position]`` (epoch 0) -> :class:`Sample`.
     """
 
-    def __init__(self, roidb: Sequence[dict], ratio_list: np.ndarray, ratio_index: np.ndarray,
-                 cfg: Config, batch_size: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        roidb: Sequence[dict],
+        ratio_list: np.ndarray,
+        ratio_index: np.ndarray,
+        cfg: Config,
+        batch_size: int,
+        seed: int = 0,
+    ) -> None:
         self.roidb = roidb
         self.ratio_index = np.asarray(ratio_index, dtype=np.int64)
         self.cfg = cfg
@@ -127,8 +134,10 @@ class RoIBatchDataset(Dataset):
         cfg = self.cfg
         image = read_image(entry["image"])
         if image.shape[:2] != (entry["height"], entry["width"]):
-            raise ValueError(f"image {entry['image']} is {image.shape[1]}x{image.shape[0]} but "
-                             f"its annotation says {entry['width']}x{entry['height']}")
+            raise ValueError(
+                f"image {entry['image']} is {image.shape[1]}x{image.shape[0]} but "
+                f"its annotation says {entry['width']}x{entry['height']}"
+            )
         if entry.get("flipped", False):
             image = image[:, ::-1]
         boxes = np.asarray(entry["boxes"], dtype=np.float32).reshape(-1, 4).copy()
@@ -144,25 +153,34 @@ class RoIBatchDataset(Dataset):
         data = self._pad_to_ratio(data, self.target_ratios[group])
         boxes = boxes * np.float32(scale)
         if len(boxes) > cfg.MAX_NUM_GT_BOXES:
-            logger.warning("%s: %d boxes, more than MAX_NUM_GT_BOXES=%d: keeping a random %d",
-                           entry["image"], len(boxes), cfg.MAX_NUM_GT_BOXES,
-                           cfg.MAX_NUM_GT_BOXES)
+            logger.warning(
+                "%s: %d boxes, more than MAX_NUM_GT_BOXES=%d: keeping a random %d",
+                entry["image"],
+                len(boxes),
+                cfg.MAX_NUM_GT_BOXES,
+                cfg.MAX_NUM_GT_BOXES,
+            )
             rng = self._rng(_SUBSET_STREAM, epoch, index)
             keep = np.sort(rng.choice(len(boxes), cfg.MAX_NUM_GT_BOXES, replace=False))
             boxes, classes = boxes[keep], classes[keep]
         gt_boxes = np.zeros((cfg.MAX_NUM_GT_BOXES, 5), dtype=np.float32)
-        gt_boxes[:len(boxes), :4] = boxes
-        gt_boxes[:len(boxes), 4] = classes
+        gt_boxes[: len(boxes), :4] = boxes
+        gt_boxes[: len(boxes), 4] = classes
         im_info = np.array([data.shape[0], data.shape[1], scale], dtype=np.float32)
-        return Sample(torch.from_numpy(np.ascontiguousarray(data.transpose(2, 0, 1))),
-                      torch.from_numpy(im_info), torch.from_numpy(gt_boxes),
-                      torch.tensor(len(boxes), dtype=torch.int64), entry["image"])
+        return Sample(
+            torch.from_numpy(np.ascontiguousarray(data.transpose(2, 0, 1))),
+            torch.from_numpy(im_info),
+            torch.from_numpy(gt_boxes),
+            torch.tensor(len(boxes), dtype=torch.int64),
+            entry["image"],
+        )
 
     def _rng(self, stream: int, epoch: int, item: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, stream, epoch, item])
 
-    def _crop(self, image: np.ndarray, boxes: np.ndarray,
-              rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    def _crop(
+        self, image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator
+    ) -> Tuple[np.ndarray, np.ndarray]:
         """Crop the long side to the clamped aspect ratio; boxes shifted and clipped."""
         height, width = image.shape[:2]
         lo_ratio, hi_ratio = self.cfg.TRAIN.ASPECT_RATIO_MIN, self.cfg.TRAIN.ASPECT_RATIO_MAX
@@ -170,12 +188,12 @@ class RoIBatchDataset(Dataset):
         if width > hi_ratio * height:
             size = max(1, int(math.floor(height * hi_ratio)))
             start = crop_offset(width, size, *self._extent(boxes, 0, width), rng)
-            image = image[:, start:start + size]
+            image = image[:, start : start + size]
             boxes[:, 0::2] = np.clip(boxes[:, 0::2] - start, 0, size - 1)
         elif width < lo_ratio * height:
             size = max(1, int(math.floor(width / lo_ratio)))
             start = crop_offset(height, size, *self._extent(boxes, 1, height), rng)
-            image = image[start:start + size]
+            image = image[start : start + size]
             boxes[:, 1::2] = np.clip(boxes[:, 1::2] - start, 0, size - 1)
         return image, boxes
 

@@ -37,8 +37,7 @@ def detect_format(path: str, fmt: str = "auto") -> str:
     (``.json`` COCO, ``.csv`` CSV, a folder or ``.txt`` image set VOC)."""
     if fmt != "auto":
         if fmt not in _READERS:
-            raise ValueError(f"unknown dataset format {fmt!r}; known: auto, "
-                             f"{', '.join(_READERS)}")
+            raise ValueError(f"unknown dataset format {fmt!r}; known: auto, {', '.join(_READERS)}")
         return fmt
     lower = path.lower()
     if lower.endswith(".json"):
@@ -47,8 +46,9 @@ def detect_format(path: str, fmt: str = "auto") -> str:
         return "csv"
     if os.path.isdir(path) or lower.endswith(".txt"):
         return "voc"
-    raise ValueError(f"cannot tell the format of {path}: set DATASET.FORMAT (--format) to "
-                     "coco, voc or csv")
+    raise ValueError(
+        f"cannot tell the format of {path}: set DATASET.FORMAT (--format) to coco, voc or csv"
+    )
 
 
 def read_source(path: str, fmt: str, image_root: str = "") -> Source:
@@ -67,16 +67,22 @@ def split_plan(split: str, cfg: Config) -> Tuple[str, str, bool]:
     if split not in PATH_SPLITS:
         raise ValueError(f"unknown split path_{split}; known: path_train, path_test")
     if ds.TEST_PATH and ds.VAL_FRACTION > 0:
-        raise ValueError("DATASET.VAL_FRACTION holds out part of DATASET.TRAIN_PATH; with a "
-                         "DATASET.TEST_PATH too, set it to 0")
+        raise ValueError(
+            "DATASET.VAL_FRACTION holds out part of DATASET.TRAIN_PATH; with a "
+            "DATASET.TEST_PATH too, set it to 0"
+        )
     if split == "test" and ds.TEST_PATH:
         return ds.TEST_PATH, ds.TEST_IMAGE_ROOT or ds.IMAGE_ROOT, False
     if not ds.TRAIN_PATH:
-        raise ValueError(f"path_{split} needs DATASET.TRAIN_PATH (--train_data)"
-                         + (" or DATASET.TEST_PATH (--test_data)" if split == "test" else ""))
+        raise ValueError(
+            f"path_{split} needs DATASET.TRAIN_PATH (--train_data)"
+            + (" or DATASET.TEST_PATH (--test_data)" if split == "test" else "")
+        )
     if split == "test" and ds.VAL_FRACTION <= 0:
-        raise ValueError("path_test needs DATASET.TEST_PATH (--test_data) or a held-out "
-                         "DATASET.VAL_FRACTION (--val_fraction) of DATASET.TRAIN_PATH")
+        raise ValueError(
+            "path_test needs DATASET.TEST_PATH (--test_data) or a held-out "
+            "DATASET.VAL_FRACTION (--val_fraction) of DATASET.TRAIN_PATH"
+        )
     return ds.TRAIN_PATH, ds.IMAGE_ROOT, ds.VAL_FRACTION > 0
 
 
@@ -87,16 +93,20 @@ def path_imdb(split: str, cfg: Config, classes: Optional[Sequence[str]] = None) 
     names = object_classes(classes) if classes is not None else configured_classes(cfg)
     if names is None:
         if split == "test" and cfg.DATASET.TEST_PATH and cfg.DATASET.TRAIN_PATH:
-            names = read_source(cfg.DATASET.TRAIN_PATH, cfg.DATASET.FORMAT,
-                                cfg.DATASET.IMAGE_ROOT).class_names()
+            names = read_source(
+                cfg.DATASET.TRAIN_PATH, cfg.DATASET.FORMAT, cfg.DATASET.IMAGE_ROOT
+            ).class_names()
         else:
             names = source.class_names()
     if not names:
-        raise ValueError(f"{path}: no annotated objects, so no class names; list them in "
-                         "DATASET.CLASSES_FILE or DATASET.CLASSES")
+        raise ValueError(
+            f"{path}: no annotated objects, so no class names; list them in "
+            "DATASET.CLASSES_FILE or DATASET.CLASSES"
+        )
     indices = np.arange(source.num_images)
     if held_out:
-        train, test = held_out_split(source.num_images, cfg.DATASET.VAL_FRACTION,
-                                     cfg.DATASET.SPLIT_SEED)
+        train, test = held_out_split(
+            source.num_images, cfg.DATASET.VAL_FRACTION, cfg.DATASET.SPLIT_SEED
+        )
         indices = train if split == "train" else test
     return source.imdb(f"path_{split}", names, indices, cfg.DATA_DIR)

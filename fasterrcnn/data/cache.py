@@ -45,8 +45,9 @@ def cache_key(payload: object) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:20]
 
 
-def load_or_build(cache_dir: str, name: str, key: str,
-                  build: Callable[[], List[Dict[str, object]]]) -> List[Dict[str, object]]:
+def load_or_build(
+    cache_dir: str, name: str, key: str, build: Callable[[], List[Dict[str, object]]]
+) -> List[Dict[str, object]]:
     """The roidb from ``cache_dir/{name}_gt_roidb_{key}.npz``, or ``build()`` written there."""
     path = os.path.join(cache_dir, f"{name}_gt_roidb_{key}.npz")
     if os.path.exists(path):
@@ -69,8 +70,9 @@ def load_or_build(cache_dir: str, name: str, key: str,
     return roidb
 
 
-def cached_image_problems(cache_dir: str, name: str, paths: Sequence[str],
-                          sizes: Sequence[Tuple[int, int]], workers: int) -> List[ImageProblem]:
+def cached_image_problems(
+    cache_dir: str, name: str, paths: Sequence[str], sizes: Sequence[Tuple[int, int]], workers: int
+) -> List[ImageProblem]:
     """:func:`~fasterrcnn.data.image_check.check_image_files` of ``paths`` against the
     annotated (width, height) ``sizes``, read from ``cache_dir/{name}_image_check_{key}.npz``
     when no image and no size changed since it was written, else computed and written there."""
@@ -80,19 +82,21 @@ def cached_image_problems(cache_dir: str, name: str, paths: Sequence[str],
     if os.path.exists(path):
         try:
             with np.load(path, allow_pickle=False) as data:
-                return [ImageProblem(str(p), str(q)) for p, q in zip(data["path"],
-                                                                     data["problem"])]
+                return [ImageProblem(str(p), str(q)) for p, q in zip(data["path"], data["problem"])]
         except (OSError, ValueError, KeyError) as err:
-            logger.warning("%s: unreadable image check cache %s (%s): checking again", name,
-                           path, err)
-    logger.info("%s: checking %d images (decoding each once; cached afterwards)", name,
-                len(paths))
+            logger.warning(
+                "%s: unreadable image check cache %s (%s): checking again", name, path, err
+            )
+    logger.info("%s: checking %d images (decoding each once; cached afterwards)", name, len(paths))
     problems = check_image_files(paths, sizes, workers=workers)
     try:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{path[:-4]}.tmp{os.getpid()}.npz"
-        np.savez(tmp, path=np.array([p.path for p in problems], dtype=np.str_),
-                 problem=np.array([p.problem for p in problems], dtype=np.str_))
+        np.savez(
+            tmp,
+            path=np.array([p.path for p in problems], dtype=np.str_),
+            problem=np.array([p.problem for p in problems], dtype=np.str_),
+        )
         os.replace(tmp, path)
         for old in glob.glob(os.path.join(cache_dir, f"{glob.escape(name)}_image_check_*.npz")):
             if old != path:
@@ -123,10 +127,15 @@ def _load(path: str) -> List[Dict[str, object]]:
         arrays = {k: data[k] for k in data.files}
     off = arrays["offsets"]
     return [
-        dict(image=str(arrays["image"][i]), width=int(arrays["width"][i]),
-             height=int(arrays["height"][i]), boxes=arrays["boxes"][off[i]:off[i + 1]].copy(),
-             gt_classes=arrays["gt_classes"][off[i]:off[i + 1]].copy(),
-             difficult=arrays["difficult"][off[i]:off[i + 1]].copy(), flipped=False)
+        dict(
+            image=str(arrays["image"][i]),
+            width=int(arrays["width"][i]),
+            height=int(arrays["height"][i]),
+            boxes=arrays["boxes"][off[i] : off[i + 1]].copy(),
+            gt_classes=arrays["gt_classes"][off[i] : off[i + 1]].copy(),
+            difficult=arrays["difficult"][off[i] : off[i + 1]].copy(),
+            flipped=False,
+        )
         for i in range(len(arrays["image"]))
     ]
 

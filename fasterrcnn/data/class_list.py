@@ -30,7 +30,7 @@ def read_class_list(path: str) -> Tuple[str, ...]:
         duplicate name or id.
     """
     rows: List[Tuple[int, List[str]]] = []
-    with open(path, "r", encoding="utf-8-sig", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for line_no, row in enumerate(csv.reader(handle), start=1):
             fields = [f.strip() for f in row]
             while fields and not fields[-1]:

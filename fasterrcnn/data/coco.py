@@ -34,17 +34,26 @@ class CocoJsonImdb(Imdb):
     image ``file_name``s are relative to ``image_dir``.  Annotations of other categories are
     skipped with a warning."""
 
-    def __init__(self, name: str, coco: COCO, annotation_file: str, image_dir: str,
-                 categories: Sequence[Mapping[str, object]], image_ids: Sequence[object],
-                 data_dir: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        coco: COCO,
+        annotation_file: str,
+        image_dir: str,
+        categories: Sequence[Mapping[str, object]],
+        image_ids: Sequence[object],
+        data_dir: str,
+    ) -> None:
         super().__init__(name, [str(c["name"]) for c in categories], data_dir)
         self.coco = coco
         self.annotation_file = annotation_file
         self.image_dir = image_dir
         self.label_to_category_id: Dict[int, int] = {
-            i + 1: c["id"] for i, c in enumerate(categories)}
+            i + 1: c["id"] for i, c in enumerate(categories)
+        }
         self.category_id_to_label: Dict[int, int] = {
-            v: k for k, v in self.label_to_category_id.items()}
+            v: k for k, v in self.label_to_category_id.items()
+        }
         self.image_index = list(image_ids)
 
     @property
@@ -77,8 +86,7 @@ class CocoJsonImdb(Imdb):
         out = []
         for i in range(self.num_images):
             e = self._entry(i, issues, crowd=True)
-            out.append(dict(boxes=e["boxes"], gt_classes=e["gt_classes"],
-                            difficult=e["difficult"]))
+            out.append(dict(boxes=e["boxes"], gt_classes=e["gt_classes"], difficult=e["difficult"]))
         return out
 
     def _entry(self, i: int, issues: IssueLog, crowd: bool) -> Dict[str, object]:
@@ -93,16 +101,25 @@ class CocoJsonImdb(Imdb):
         where = f"{self.annotation_file} image {image_id}"
         names = [f"annotation {a.get('id')}" for a in anns]
         keep, boxes = clean_boxes(boxes, width, height, where, issues, names)
-        labels = np.array([self.category_id_to_label.get(a["category_id"], -1) for a in anns],
-                          dtype=np.int64)
+        labels = np.array(
+            [self.category_id_to_label.get(a["category_id"], -1) for a in anns], dtype=np.int64
+        )
         for j in np.flatnonzero(keep & (labels < 0)):
-            issues.warn(f"{where}: annotation {anns[j].get('id')} has unknown category "
-                        f"{anns[j]['category_id']}: skipped")
+            issues.warn(
+                f"{where}: annotation {anns[j].get('id')} has unknown category "
+                f"{anns[j]['category_id']}: skipped"
+            )
         keep &= labels > 0
         hard = np.array([bool(a.get("iscrowd", 0)) for a in anns], dtype=bool)
-        return dict(image=self.image_path_at(i), width=width, height=height,
-                    boxes=boxes[keep].reshape(-1, 4), gt_classes=labels[keep],
-                    difficult=hard[keep], flipped=False)
+        return dict(
+            image=self.image_path_at(i),
+            width=width,
+            height=height,
+            boxes=boxes[keep].reshape(-1, 4),
+            gt_classes=labels[keep],
+            difficult=hard[keep],
+            flipped=False,
+        )
 
 
 class CocoDataset(CocoJsonImdb):
@@ -119,5 +136,12 @@ class CocoDataset(CocoJsonImdb):
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(annotation_file)
         cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
-        super().__init__(f"coco_{year}_{image_set}", coco, annotation_file, image_dir, cats,
-                         sorted(coco.getImgIds()), data_dir)
+        super().__init__(
+            f"coco_{year}_{image_set}",
+            coco,
+            annotation_file,
+            image_dir,
+            cats,
+            sorted(coco.getImgIds()),
+            data_dir,
+        )

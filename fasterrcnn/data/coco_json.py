@@ -61,13 +61,14 @@ def read_coco_json(path: str) -> Tuple[dict, Dict[object, object]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"COCO json not found: {path}")
     try:
-        with open(path, "r", encoding="utf-8-sig") as handle:
+        with open(path, encoding="utf-8-sig") as handle:
             data = json.load(handle)
     except ValueError as err:
         raise ValueError(f"{path}: not valid json ({err})") from err
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a COCO json holds an object with 'images', 'annotations' "
-                         "and 'categories'")
+        raise ValueError(
+            f"{path}: a COCO json holds an object with 'images', 'annotations' and 'categories'"
+        )
     for key in ("images", "categories"):
         if not isinstance(data.get(key), list):
             raise ValueError(f"{path}: no '{key}' list")
@@ -89,18 +90,30 @@ def read_coco_json(path: str) -> Tuple[dict, Dict[object, object]]:
     for k, raw in enumerate(data.get("annotations") or []):
         ann = dict(raw)
         bbox = ann.get("bbox")
-        if not (isinstance(bbox, list) and len(bbox) == 4
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)):
-            logger.warning("%s: annotation %s has no [x, y, w, h] bbox: skipped", path,
-                           ann.get("id", k))
+        if not (
+            isinstance(bbox, list)
+            and len(bbox) == 4
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
+        ):
+            logger.warning(
+                "%s: annotation %s has no [x, y, w, h] bbox: skipped", path, ann.get("id", k)
+            )
             continue
         if ann.get("image_id") not in image_ids:
-            logger.warning("%s: annotation %s refers to unknown image %r: skipped", path,
-                           ann.get("id", k), ann.get("image_id"))
+            logger.warning(
+                "%s: annotation %s refers to unknown image %r: skipped",
+                path,
+                ann.get("id", k),
+                ann.get("image_id"),
+            )
             continue
         if ann.get("category_id") not in cat_ids:
-            logger.warning("%s: annotation %s has unknown category %r: skipped", path,
-                           ann.get("id", k), ann.get("category_id"))
+            logger.warning(
+                "%s: annotation %s has unknown category %r: skipped",
+                path,
+                ann.get("id", k),
+                ann.get("category_id"),
+            )
             continue
         ann["image_id"] = image_ids[ann["image_id"]]
         ann["category_id"] = cat_ids[ann["category_id"]]
@@ -116,8 +129,11 @@ def _find_image_root(path: str, images: List[dict]) -> str:
     """The json's folder, its ``images`` subfolder or a sibling ``images`` folder: the first
     that holds the first image (the json's folder when none does)."""
     folder = os.path.dirname(os.path.abspath(path))
-    candidates = [folder, os.path.join(folder, "images"),
-                  os.path.join(os.path.dirname(folder), "images")]
+    candidates = [
+        folder,
+        os.path.join(folder, "images"),
+        os.path.join(os.path.dirname(folder), "images"),
+    ]
     if images:
         for root in candidates:
             if os.path.exists(os.path.join(root, images[0]["file_name"])):
@@ -135,7 +151,8 @@ class CocoJsonSource:
         for im in dataset["images"]:
             if not im.get("width") or not im.get("height"):
                 im["width"], im["height"] = image_size(
-                    os.path.join(self.image_root, im["file_name"]))
+                    os.path.join(self.image_root, im["file_name"])
+                )
         self.coco = COCO()
         self.coco.dataset = dataset
         with contextlib.redirect_stdout(io.StringIO()):
@@ -157,10 +174,18 @@ class CocoJsonSource:
                 if used[cat["id"]]:
                     kept.append(cat)
                 else:
-                    kind = "background-like category" if is_background_name(cat["name"]) \
+                    kind = (
+                        "background-like category"
+                        if is_background_name(cat["name"])
                         else "category"
-                    logger.warning("%s: %s %r (id %s) has no annotations: dropped", self.path,
-                                   kind, cat["name"], cat["id"])
+                    )
+                    logger.warning(
+                        "%s: %s %r (id %s) has no annotations: dropped",
+                        self.path,
+                        kind,
+                        cat["name"],
+                        cat["id"],
+                    )
             return kept
         by_name: Dict[str, dict] = {}
         for cat in cats:
@@ -171,8 +196,9 @@ class CocoJsonSource:
         chosen = []
         for name in classes:
             if name not in by_name:
-                logger.warning("%s: no category named %r: it has no ground truth here", self.path,
-                               name)
+                logger.warning(
+                    "%s: no category named %r: it has no ground truth here", self.path, name
+                )
                 by_name[name] = {"id": next_id, "name": name}
                 self.coco.dataset["categories"].append(by_name[name])
                 self.coco.cats[next_id] = by_name[name]
@@ -185,9 +211,17 @@ class CocoJsonSource:
         """Names of the categories with annotations, sorted by category id."""
         return tuple(c["name"] for c in self.categories())
 
-    def imdb(self, name: str, classes: Sequence[str], indices: Sequence[int],
-             data_dir: str) -> CocoJsonImdb:
+    def imdb(
+        self, name: str, classes: Sequence[str], indices: Sequence[int], data_dir: str
+    ) -> CocoJsonImdb:
         """The images ``indices`` (positions in the sorted image ids) with ``classes``."""
         cats = self.categories(classes)
-        return CocoJsonImdb(name, self.coco, self.path, self.image_root, cats,
-                            [self.image_ids[int(i)] for i in indices], data_dir)
+        return CocoJsonImdb(
+            name,
+            self.coco,
+            self.path,
+            self.image_root,
+            cats,
+            [self.image_ids[int(i)] for i in indices],
+            data_dir,
+        )

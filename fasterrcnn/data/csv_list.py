@@ -47,14 +47,18 @@ def read_csv_list(path: str) -> List[CsvImage]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CSV list not found: {path}")
     images: Dict[str, CsvImage] = {}
-    with open(path, "r", encoding="utf-8-sig", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
         for line_no, row in enumerate(csv.reader(handle), start=1):
             fields = [f.strip() for f in row]
             if not any(fields):
                 continue
             if len(fields) != 6:
-                logger.warning("%s:%d: expected 6 fields (path,x1,y1,x2,y2,class), got %d: "
-                               "skipped", path, line_no, len(fields))
+                logger.warning(
+                    "%s:%d: expected 6 fields (path,x1,y1,x2,y2,class), got %d: skipped",
+                    path,
+                    line_no,
+                    len(fields),
+                )
                 continue
             name, coords, label = fields[0], fields[1:5], fields[5]
             if line_no == 1 and not _is_number(coords[0]) and coords[0].lower() == "x1":
@@ -63,8 +67,13 @@ def read_csv_list(path: str) -> List[CsvImage]:
             if not any(coords) and not label:
                 continue
             if not all(_is_number(c) for c in coords):
-                logger.warning("%s:%d: %s has a missing or non-numeric coordinate %s: skipped",
-                               path, line_no, name, coords)
+                logger.warning(
+                    "%s:%d: %s has a missing or non-numeric coordinate %s: skipped",
+                    path,
+                    line_no,
+                    name,
+                    coords,
+                )
                 continue
             if not label:
                 logger.warning("%s:%d: box of %s has no class name: skipped", path, line_no, name)
@@ -101,16 +110,23 @@ class CsvSource:
         """Every class name of the file, sorted."""
         return tuple(sorted({n for im in self.images for n in im.names}))
 
-    def imdb(self, name: str, classes: Sequence[str], indices: Sequence[int],
-             data_dir: str) -> "CsvDataset":
+    def imdb(
+        self, name: str, classes: Sequence[str], indices: Sequence[int], data_dir: str
+    ) -> CsvDataset:
         return CsvDataset(name, self, classes, indices, data_dir)
 
 
 class CsvDataset(Imdb):
     """The images ``indices`` of a :class:`CsvSource` (see the module docstring)."""
 
-    def __init__(self, name: str, source: CsvSource, classes: Sequence[str],
-                 indices: Sequence[int], data_dir: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        source: CsvSource,
+        classes: Sequence[str],
+        indices: Sequence[int],
+        data_dir: str,
+    ) -> None:
         super().__init__(name, classes, data_dir)
         self.source = source
         self.images = [source.images[int(i)] for i in indices]
@@ -123,8 +139,10 @@ class CsvDataset(Imdb):
         return [self.source.path]
 
     def _cache_extra(self) -> List[object]:
-        return [self.source.image_root, [image_size(self.image_path_at(i))
-                                         for i in range(self.num_images)]]
+        return [
+            self.source.image_root,
+            [image_size(self.image_path_at(i)) for i in range(self.num_images)],
+        ]
 
     def _build_gt_roidb(self) -> List[Dict[str, object]]:
         issues = IssueLog(self.name)
@@ -143,13 +161,20 @@ class CsvDataset(Imdb):
         boxes[:, 2:] -= 1.0
         labels = np.array([self.class_to_index.get(n, -1) for n in image.names], dtype=np.int64)
         for j in np.flatnonzero(labels < 0):
-            issues.warn(f"{self.source.path}:{image.lines[j]}: unknown class "
-                        f"{image.names[j]!r}: skipped")
+            issues.warn(
+                f"{self.source.path}:{image.lines[j]}: unknown class {image.names[j]!r}: skipped"
+            )
         keep, boxes = clean_boxes(boxes, width, height, where, issues, image.names)
         keep &= labels > 0
-        return dict(image=path, width=int(width), height=int(height),
-                    boxes=boxes[keep].reshape(-1, 4), gt_classes=labels[keep],
-                    difficult=np.zeros(int(keep.sum()), dtype=bool), flipped=False)
+        return dict(
+            image=path,
+            width=int(width),
+            height=int(height),
+            boxes=boxes[keep].reshape(-1, 4),
+            gt_classes=labels[keep],
+            difficult=np.zeros(int(keep.sum()), dtype=bool),
+            flipped=False,
+        )
 
 
 def write_csv_list(path: str, rows: Sequence[Tuple[str, Optional[Sequence[float]], str]]) -> None:

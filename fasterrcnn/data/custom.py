@@ -15,7 +15,7 @@ CUSTOM_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG")
 
 def read_classes_file(path: str) -> Tuple[str, ...]:
     """Class names, one per line; blank lines and lines starting with '#' are ignored."""
-    with open(path, "r", encoding="utf-8") as handle:
+    with open(path, encoding="utf-8") as handle:
         names = tuple(line.strip() for line in handle)
     return tuple(n for n in names if n and not n.startswith("#"))
 
@@ -38,13 +38,27 @@ def classes_from_config(cfg: Config) -> Tuple[str, ...]:
 class CustomDataset(VocLayoutImdb):
     """``custom_{image_set}``: images in any of CUSTOM_IMAGE_EXTS, VOC XML annotations."""
 
-    def __init__(self, image_set: str, data_dir: str, classes: Optional[Sequence[str]] = None,
-                 cfg: Optional[Config] = None, root: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        image_set: str,
+        data_dir: str,
+        classes: Optional[Sequence[str]] = None,
+        cfg: Optional[Config] = None,
+        root: Optional[str] = None,
+    ) -> None:
         if classes is None:
             if cfg is None:
-                raise ValueError(f"custom_{image_set} needs its classes: pass classes= or a "
-                                 "cfg with DATASET.CLASSES_FILE or DATASET.CLASSES")
+                raise ValueError(
+                    f"custom_{image_set} needs its classes: pass classes= or a "
+                    "cfg with DATASET.CLASSES_FILE or DATASET.CLASSES"
+                )
             classes = classes_from_config(cfg)
         classes = tuple(c for c in classes if c != BACKGROUND)
-        super().__init__(f"custom_{image_set}", root or os.path.join(data_dir, "custom"),
-                         image_set, classes, data_dir, CUSTOM_IMAGE_EXTS)
+        super().__init__(
+            f"custom_{image_set}",
+            root or os.path.join(data_dir, "custom"),
+            image_set,
+            classes,
+            data_dir,
+            CUSTOM_IMAGE_EXTS,
+        )

@@ -39,8 +39,9 @@ def known_names() -> List[str]:
     return names
 
 
-def get_imdb(name: str, data_dir: str, cfg: Optional[Config] = None,
-             classes: Optional[Sequence[str]] = None) -> Imdb:
+def get_imdb(
+    name: str, data_dir: str, cfg: Optional[Config] = None, classes: Optional[Sequence[str]] = None
+) -> Imdb:
     """The imdb called ``name`` with its data under ``data_dir``.
 
     Args:
@@ -53,13 +54,14 @@ def get_imdb(name: str, data_dir: str, cfg: Optional[Config] = None,
         return CombinedImdb([get_imdb(n, data_dir, cfg, classes) for n in name.split("+")])
     parts = name.split("_")
     if name.startswith("custom_") and len(name) > len("custom_"):
-        return CustomDataset(name[len("custom_"):], data_dir, classes=classes, cfg=cfg)
+        return CustomDataset(name[len("custom_") :], data_dir, classes=classes, cfg=cfg)
     if len(parts) == 3 and parts[0] == "voc":
         _, year, image_set = parts
         if year == "0712" and image_set in _VOC_SETS:
             return CombinedImdb([PascalVoc(image_set, y, data_dir) for y in ("2007", "2012")])
-        if (year, image_set) == ("2007", "test") or (year in ("2007", "2012")
-                                                   and image_set in _VOC_SETS):
+        if (year, image_set) == ("2007", "test") or (
+            year in ("2007", "2012") and image_set in _VOC_SETS
+        ):
             return PascalVoc(image_set, year, data_dir)
     if len(parts) == 3 and parts[0] == "coco" and parts[2] in COCO_SPLITS.get(parts[1], ()):
         return CocoDataset(parts[2], parts[1], data_dir)
@@ -69,6 +71,12 @@ def get_imdb(name: str, data_dir: str, cfg: Optional[Config] = None,
         return path_imdb(parts[1], cfg, classes)
     if len(parts) == 2 and parts[0] == "shapes" and parts[1] in SHAPES_SPLITS:
         ds = cfg.DATASET if cfg is not None else DatasetConfig()
-        return ShapesDataset(parts[1], data_dir, ds.SHAPES_NUM_TRAIN, ds.SHAPES_NUM_TEST,
-                             ds.SHAPES_SEED, ds.SHAPES_NUM_VAL)
+        return ShapesDataset(
+            parts[1],
+            data_dir,
+            ds.SHAPES_NUM_TRAIN,
+            ds.SHAPES_NUM_TEST,
+            ds.SHAPES_SEED,
+            ds.SHAPES_NUM_VAL,
+        )
     raise UnknownDatasetError(f"unknown dataset {name!r}; known: {', '.join(known_names())}")

@@ -42,8 +42,9 @@ def read_image(path: Union[str, os.PathLike]) -> np.ndarray:
         raise OSError(f"cannot read image {path}: the file is empty (0 bytes)")
     image = cv2.imread(path, _READ_FLAGS)
     if image is None or image.size == 0:
-        raise OSError(f"cannot read image {path}: not a decodable image (unknown format or "
-                      "corrupt file)")
+        raise OSError(
+            f"cannot read image {path}: not a decodable image (unknown format or corrupt file)"
+        )
     return image
 
 
@@ -61,8 +62,9 @@ def scaled_size(height: int, width: int, scale: float) -> Tuple[int, int]:
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
-def resize_normalize(image: np.ndarray, scale: float, means: Sequence[float],
-                     stds: Sequence[float]) -> np.ndarray:
+def resize_normalize(
+    image: np.ndarray, scale: float, means: Sequence[float], stds: Sequence[float]
+) -> np.ndarray:
     """(h,w,3) float32: ``image`` resized by ``scale`` (bilinear), means subtracted, divided by
     stds."""
     height, width = scaled_size(image.shape[0], image.shape[1], scale)

@@ -35,8 +35,7 @@ class ImageProblem:
     problem: str
 
 
-def check_image_file(path: str, expected_size: Optional[Tuple[int, int]] = None
-                     ) -> Optional[str]:
+def check_image_file(path: str, expected_size: Optional[Tuple[int, int]] = None) -> Optional[str]:
     """The problem of one image file, or None when it decodes fully.
 
     Args:
@@ -61,14 +60,18 @@ def check_image_file(path: str, expected_size: Optional[Tuple[int, int]] = None
     if size[0] <= 0 or size[1] <= 0:
         return f"decodes to an empty {size[0]}x{size[1]} image"
     if expected_size is not None and tuple(int(v) for v in expected_size) != tuple(size):
-        return (f"decoded size is {size[0]}x{size[1]} (width x height) but the annotation says "
-                f"{int(expected_size[0])}x{int(expected_size[1])}")
+        return (
+            f"decoded size is {size[0]}x{size[1]} (width x height) but the annotation says "
+            f"{int(expected_size[0])}x{int(expected_size[1])}"
+        )
     return None
 
 
-def check_image_files(paths: Sequence[str],
-                      expected_sizes: Optional[Sequence[Tuple[int, int]]] = None,
-                      workers: int = 0) -> List[ImageProblem]:
+def check_image_files(
+    paths: Sequence[str],
+    expected_sizes: Optional[Sequence[Tuple[int, int]]] = None,
+    workers: int = 0,
+) -> List[ImageProblem]:
     """Decode every file of ``paths``; the problems found, in the order of ``paths``.
 
     Args:
@@ -83,8 +86,9 @@ def check_image_files(paths: Sequence[str],
     sizes: Sequence[Optional[Tuple[int, int]]] = [None] * len(paths)
     if expected_sizes is not None:
         if len(expected_sizes) != len(paths):
-            raise ValueError(f"expected_sizes has {len(expected_sizes)} entries for "
-                             f"{len(paths)} paths")
+            raise ValueError(
+                f"expected_sizes has {len(expected_sizes)} entries for {len(paths)} paths"
+            )
         sizes = expected_sizes
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")

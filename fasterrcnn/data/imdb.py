@@ -55,16 +55,26 @@ class Imdb:
         ``use_cache=False`` parses the annotations again, logging every repair and skip)."""
         if not use_cache:
             return self._build_gt_roidb()
-        payload = [self.name, self.classes, [str(i) for i in self.image_index],
-                   file_fingerprint(self._cache_sources())] + self._cache_extra()
-        return load_or_build(os.path.join(self.data_dir, "cache"), self.name,
-                             cache_key(payload), self._build_gt_roidb)
+        payload = [
+            self.name,
+            self.classes,
+            [str(i) for i in self.image_index],
+            file_fingerprint(self._cache_sources()),
+        ] + self._cache_extra()
+        return load_or_build(
+            os.path.join(self.data_dir, "cache"),
+            self.name,
+            cache_key(payload),
+            self._build_gt_roidb,
+        )
 
     def annotations(self) -> List[Dict[str, np.ndarray]]:
         """Per image dict(boxes (M,4) float32 0-based +1, gt_classes (M,), difficult (M,)) for
         evaluation, difficult boxes included, in ``image_index`` order."""
-        return [dict(boxes=e["boxes"], gt_classes=e["gt_classes"], difficult=e["difficult"])
-                for e in self.gt_roidb()]
+        return [
+            dict(boxes=e["boxes"], gt_classes=e["gt_classes"], difficult=e["difficult"])
+            for e in self.gt_roidb()
+        ]
 
     def _build_gt_roidb(self) -> List[Dict[str, object]]:
         raise NotImplementedError
@@ -78,8 +88,10 @@ class Imdb:
         return []
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.name!r}, {self.num_images} images, " \
-               f"{self.num_classes - 1} classes)"
+        return (
+            f"{type(self).__name__}({self.name!r}, {self.num_images} images, "
+            f"{self.num_classes - 1} classes)"
+        )
 
 
 class CombinedImdb(Imdb):
@@ -90,13 +102,15 @@ class CombinedImdb(Imdb):
             raise ValueError("CombinedImdb needs at least one imdb")
         for part in parts[1:]:
             if part.classes != parts[0].classes:
-                raise ValueError(f"cannot combine {parts[0].name} and {part.name}: "
-                                 "their classes differ")
+                raise ValueError(
+                    f"cannot combine {parts[0].name} and {part.name}: their classes differ"
+                )
         super().__init__("+".join(p.name for p in parts), parts[0].classes, parts[0].data_dir)
         self.parts = list(parts)
         self._where = [(k, i) for k, p in enumerate(parts) for i in range(p.num_images)]
-        self.image_index = [p.image_index[i] for k, p in enumerate(parts)
-                            for i in range(p.num_images)]
+        self.image_index = [
+            p.image_index[i] for k, p in enumerate(parts) for i in range(p.num_images)
+        ]
 
     def image_path_at(self, i: int) -> str:
         k, j = self._where[i]

@@ -39,10 +39,14 @@ def collate_batch(samples: Sequence[Sample]) -> TrainBatch:
     width = max(s.im_data.shape[2] for s in samples)
     im_data = samples[0].im_data.new_zeros((len(samples), 3, height, width))
     for b, s in enumerate(samples):
-        im_data[b, :, :s.im_data.shape[1], :s.im_data.shape[2]] = s.im_data
-    return TrainBatch(im_data, torch.stack([s.im_info for s in samples]),
-                      torch.stack([s.gt_boxes for s in samples]),
-                      torch.stack([s.num_boxes for s in samples]), [s.image for s in samples])
+        im_data[b, :, : s.im_data.shape[1], : s.im_data.shape[2]] = s.im_data
+    return TrainBatch(
+        im_data,
+        torch.stack([s.im_info for s in samples]),
+        torch.stack([s.gt_boxes for s in samples]),
+        torch.stack([s.num_boxes for s in samples]),
+        [s.image for s in samples],
+    )
 
 
 def seed_worker(worker_id: int) -> None:
@@ -55,10 +59,20 @@ def seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def build_train_loader(cfg: Config, roidb: Sequence[dict], ratio_list: np.ndarray,
-                       ratio_index: np.ndarray, batch_size: int, num_workers: int, seed: int,
-                       epoch: int = 0, start_batch: int = 0, rank: int = 0,
-                       world_size: int = 1, pin_memory: bool = False) -> DataLoader:
+def build_train_loader(
+    cfg: Config,
+    roidb: Sequence[dict],
+    ratio_list: np.ndarray,
+    ratio_index: np.ndarray,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    epoch: int = 0,
+    start_batch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
     """The training DataLoader yielding :class:`TrainBatch`.
 
     Its ``batch_sampler`` is an :class:`AspectRatioBatchSampler`: call
@@ -68,12 +82,19 @@ def build_train_loader(cfg: Config, roidb: Sequence[dict], ratio_list: np.ndarra
     a CUDA device) makes ``.to(device, non_blocking=True)`` an asynchronous copy.
     """
     dataset = RoIBatchDataset(roidb, ratio_list, ratio_index, cfg, batch_size, seed)
-    sampler = AspectRatioBatchSampler(len(roidb), batch_size, seed, epoch, start_batch, rank,
-                                      world_size)
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                      collate_fn=collate_batch, worker_init_fn=seed_worker,
-                      generator=torch.Generator().manual_seed(mix_seed(seed, rank)),
-                      persistent_workers=num_workers > 0, pin_memory=pin_memory)
+    sampler = AspectRatioBatchSampler(
+        len(roidb), batch_size, seed, epoch, start_batch, rank, world_size
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_batch,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(mix_seed(seed, rank)),
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
+    )
 
 
 def prepare_test_image(image_bgr: np.ndarray, cfg: Config) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +117,10 @@ def prepare_test_image(image_bgr: np.ndarray, cfg: Config) -> Tuple[torch.Tensor
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H,W,3) BGR image, got shape {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
-        raise ValueError(f"the image is empty ({image.shape[1]}x{image.shape[0]} pixels): "
-                         "there is nothing to detect objects in")
+        raise ValueError(
+            f"the image is empty ({image.shape[1]}x{image.shape[0]} pixels): "
+            "there is nothing to detect objects in"
+        )
     scale = image_scale(image.shape[0], image.shape[1], cfg.TEST.SCALES[0], cfg.TEST.MAX_SIZE)
     data = resize_normalize(image, scale, cfg.PIXEL_MEANS, cfg.PIXEL_STDS)
     im_data = torch.from_numpy(np.ascontiguousarray(data.transpose(2, 0, 1)))[None]

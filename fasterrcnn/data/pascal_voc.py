@@ -12,9 +12,26 @@ from typing import Sequence
 from fasterrcnn.data.voc_layout import VocLayoutImdb
 
 VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
-    "train", "tvmonitor",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 """The 20 PASCAL VOC object classes (label i+1 is VOC_CLASSES[i])."""
 
@@ -24,8 +41,10 @@ VOC_IMAGE_SETS = ("train", "val", "trainval", "test")
 
 def voc_root(data_dir: str, year: str) -> str:
     """The first existing VOC{year} folder under data_dir (see the module docstring)."""
-    candidates = [os.path.join(data_dir, f"VOCdevkit{year}", f"VOC{year}"),
-                  os.path.join(data_dir, "VOCdevkit", f"VOC{year}")]
+    candidates = [
+        os.path.join(data_dir, f"VOCdevkit{year}", f"VOC{year}"),
+        os.path.join(data_dir, "VOCdevkit", f"VOC{year}"),
+    ]
     for path in candidates:
         if os.path.isdir(path):
             return path
@@ -35,10 +54,12 @@ def voc_root(data_dir: str, year: str) -> str:
 class PascalVoc(VocLayoutImdb):
     """``voc_{year}_{image_set}``: year 2007 or 2012, image set train/val/trainval/test."""
 
-    def __init__(self, image_set: str, year: str, data_dir: str,
-                 classes: Sequence[str] = VOC_CLASSES) -> None:
+    def __init__(
+        self, image_set: str, year: str, data_dir: str, classes: Sequence[str] = VOC_CLASSES
+    ) -> None:
         if year not in VOC_YEARS or image_set not in VOC_IMAGE_SETS:
             raise ValueError(f"unknown PASCAL VOC split voc_{year}_{image_set}")
-        super().__init__(f"voc_{year}_{image_set}", voc_root(data_dir, year), image_set,
-                         classes, data_dir)
+        super().__init__(
+            f"voc_{year}_{image_set}", voc_root(data_dir, year), image_set, classes, data_dir
+        )
         self.year = year

@@ -46,8 +46,9 @@ class DatasetStats:
     extra: Dict[str, object] = field(default_factory=dict)
 
 
-def dataset_stats(roidb: Sequence[Mapping[str, object]], classes: Sequence[str],
-                  ratio_range: Sequence[float]) -> DatasetStats:
+def dataset_stats(
+    roidb: Sequence[Mapping[str, object]], classes: Sequence[str], ratio_range: Sequence[float]
+) -> DatasetStats:
     """Counts of ``roidb`` (entries as :mod:`.imdb` describes them) for ``classes``
     (``classes[0]`` the background).  ``box_aspect`` is height / width of the boxes,
     ``image_aspect`` width / height of the images with a known size; ``images_outside_ratio``
@@ -69,9 +70,15 @@ def dataset_stats(roidb: Sequence[Mapping[str, object]], classes: Sequence[str],
             ratios.append(e["width"] / e["height"])
     ratios_a = np.asarray(ratios, dtype=np.float64)
     outside = int(((ratios_a < ratio_range[0]) | (ratios_a > ratio_range[1])).sum())
-    return DatasetStats(len(roidb), empty, boxes, images,
-                        quantiles(np.concatenate(aspects) if aspects else np.zeros(0)),
-                        quantiles(ratios_a), outside)
+    return DatasetStats(
+        len(roidb),
+        empty,
+        boxes,
+        images,
+        quantiles(np.concatenate(aspects) if aspects else np.zeros(0)),
+        quantiles(ratios_a),
+        outside,
+    )
 
 
 @dataclass
@@ -113,8 +120,13 @@ def collect_data_warnings(sink: DataWarnings) -> Iterator[DataWarnings]:
         log.removeHandler(handler)
 
 
-def contact_sheet(roidb: Sequence[Mapping[str, object]], classes: Sequence[str],
-                  num_images: int, seed: int, tile: int = 320) -> np.ndarray:
+def contact_sheet(
+    roidb: Sequence[Mapping[str, object]],
+    classes: Sequence[str],
+    num_images: int,
+    seed: int,
+    tile: int = 320,
+) -> np.ndarray:
     """(H,W,3) uint8 BGR grid of ``num_images`` random entries (seeded; unreadable images are
     passed over) with their boxes and class names drawn, each fitted into a ``tile`` square
     with its file name underneath."""
@@ -136,22 +148,32 @@ def contact_sheet(roidb: Sequence[Mapping[str, object]], classes: Sequence[str],
     sheet = np.full((rows * tiles[0].shape[0], cols * tile, 3), 255, dtype=np.uint8)
     for k, t in enumerate(tiles):
         r, c = divmod(k, cols)
-        sheet[r * t.shape[0]:(r + 1) * t.shape[0], c * tile:(c + 1) * tile] = t
+        sheet[r * t.shape[0] : (r + 1) * t.shape[0], c * tile : (c + 1) * tile] = t
     return sheet
 
 
-def _tile(image: np.ndarray, entry: Mapping[str, object], classes: Sequence[str],
-          tile: int) -> np.ndarray:
+def _tile(
+    image: np.ndarray, entry: Mapping[str, object], classes: Sequence[str], tile: int
+) -> np.ndarray:
     caption = 18
     scale = min(tile / image.shape[1], (tile - caption) / image.shape[0])
     size = (max(1, int(round(image.shape[1] * scale))), max(1, int(round(image.shape[0] * scale))))
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     boxes = np.asarray(entry["boxes"], dtype=np.float64).reshape(-1, 4) * scale
-    drawn = draw_detections(small, {"boxes": boxes, "labels": entry["gt_classes"]},
-                            class_names=classes)
+    drawn = draw_detections(
+        small, {"boxes": boxes, "labels": entry["gt_classes"]}, class_names=classes
+    )
     out = np.full((tile, tile, 3), 64, dtype=np.uint8)
-    out[:size[1], :size[0]] = drawn
+    out[: size[1], : size[0]] = drawn
     name = str(entry["image"]).replace("\\", "/").split("/")[-1]
-    cv2.putText(out, name[:40], (4, tile - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255),
-                1, cv2.LINE_AA)
+    cv2.putText(
+        out,
+        name[:40],
+        (4, tile - 5),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.45,
+        (255, 255, 255),
+        1,
+        cv2.LINE_AA,
+    )
     return out

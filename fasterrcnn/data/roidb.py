@@ -60,29 +60,48 @@ def training_roidb(imdb: Imdb, cfg: Config) -> List[Entry]:
     for entry in imdb.gt_roidb():
         entry = dict(entry)
         if entry["width"] <= 0 or entry["height"] <= 0 or not os.path.isfile(entry["image"]):
-            logger.warning("%s: image %s is missing or its size is unknown: left out of "
-                           "training", imdb.name, entry["image"])
+            logger.warning(
+                "%s: image %s is missing or its size is unknown: left out of training",
+                imdb.name,
+                entry["image"],
+            )
             missing += 1
             continue
         if not cfg.TRAIN.USE_DIFFICULT:
             keep = ~np.asarray(entry["difficult"], dtype=bool)
-            entry = dict(entry, boxes=entry["boxes"][keep], gt_classes=entry["gt_classes"][keep],
-                         difficult=entry["difficult"][keep])
+            entry = dict(
+                entry,
+                boxes=entry["boxes"][keep],
+                gt_classes=entry["gt_classes"][keep],
+                difficult=entry["difficult"][keep],
+            )
         entries.append(entry)
     entries = drop_bad_images(imdb, entries, cfg)
     with_boxes = [e for e in entries if len(e["boxes"]) > 0]
     if len(with_boxes) < len(entries):
-        logger.info("%s: %d of %d images have no (usable) boxes: left out of training",
-                    imdb.name, len(entries) - len(with_boxes), len(entries))
+        logger.info(
+            "%s: %d of %d images have no (usable) boxes: left out of training",
+            imdb.name,
+            len(entries) - len(with_boxes),
+            len(entries),
+        )
     crowded = sum(len(e["boxes"]) > cfg.MAX_NUM_GT_BOXES for e in with_boxes)
     if crowded:
-        logger.warning("%s: %d images have more than MAX_NUM_GT_BOXES=%d boxes; the loader "
-                       "keeps a random subset of that many", imdb.name, crowded,
-                       cfg.MAX_NUM_GT_BOXES)
+        logger.warning(
+            "%s: %d images have more than MAX_NUM_GT_BOXES=%d boxes; the loader "
+            "keeps a random subset of that many",
+            imdb.name,
+            crowded,
+            cfg.MAX_NUM_GT_BOXES,
+        )
     if cfg.TRAIN.USE_FLIPPED:
         with_boxes = with_boxes + [flip_entry(e) for e in with_boxes]
-    logger.info("%s: %d training entries (%d images left out as missing)", imdb.name,
-                len(with_boxes), missing)
+    logger.info(
+        "%s: %d training entries (%d images left out as missing)",
+        imdb.name,
+        len(with_boxes),
+        missing,
+    )
     return with_boxes
 
 
@@ -92,23 +111,31 @@ def drop_bad_images(imdb: Imdb, entries: List[Entry], cfg: Config) -> List[Entry
     Raises:
         BadImagesError: some image failed and ``DATA_CHECK.ON_BAD_IMAGE`` is ``stop``.
     """
-    problems = cached_image_problems(os.path.join(imdb.data_dir, "cache"), imdb.name,
-                                     [e["image"] for e in entries],
-                                     [(e["width"], e["height"]) for e in entries],
-                                     cfg.DATA_CHECK.WORKERS)
+    problems = cached_image_problems(
+        os.path.join(imdb.data_dir, "cache"),
+        imdb.name,
+        [e["image"] for e in entries],
+        [(e["width"], e["height"]) for e in entries],
+        cfg.DATA_CHECK.WORKERS,
+    )
     if not problems:
         return entries
     if cfg.DATA_CHECK.ON_BAD_IMAGE == "stop":
         raise BadImagesError(
             f"{imdb.name}: {len(problems)} of {len(entries)} images cannot be used for "
             f"training:\n{format_problems(problems)}\nfix or remove them, or set "
-            "DATA_CHECK.ON_BAD_IMAGE skip to leave them out")
+            "DATA_CHECK.ON_BAD_IMAGE skip to leave them out"
+        )
     issues = IssueLog(imdb.name, log=logger)
     for problem in problems:
         issues.warn(f"{problem.path}: {problem.problem}: left out of training")
     issues.summary()
-    logger.warning("%s: %d of %d images failed the image check and are left out of training",
-                   imdb.name, len(problems), len(entries))
+    logger.warning(
+        "%s: %d of %d images failed the image check and are left out of training",
+        imdb.name,
+        len(problems),
+        len(entries),
+    )
     bad = {p.path for p in problems}
     return [e for e in entries if e["image"] not in bad]
 
@@ -131,8 +158,9 @@ def rank_roidb_ratio(roidb: List[Entry], cfg: Config) -> Tuple[np.ndarray, np.nd
     return ratios[ratio_index], ratio_index
 
 
-def combined_roidb(names: Union[str, Sequence[str]], cfg: Config, training: bool = True
-                   ) -> Tuple[Imdb, List[Entry], np.ndarray, np.ndarray]:
+def combined_roidb(
+    names: Union[str, Sequence[str]], cfg: Config, training: bool = True
+) -> Tuple[Imdb, List[Entry], np.ndarray, np.ndarray]:
     """(imdb, roidb, ratio_list, ratio_index) for one dataset or a union.
 
     Args:

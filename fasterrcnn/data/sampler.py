@@ -38,8 +38,12 @@ def group_of(position: int, batch_size: int) -> int:
 
 def mix_seed(*values: int) -> int:
     """A 63-bit seed derived from non-negative integers (stable across runs and platforms)."""
-    return int(np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint32)
-               .astype(np.uint64).dot([1 << 31, 1]))
+    return int(
+        np.random.SeedSequence([int(v) for v in values])
+        .generate_state(2, np.uint32)
+        .astype(np.uint64)
+        .dot([1 << 31, 1])
+    )
 
 
 class AspectRatioBatchSampler(Sampler[List[Tuple[int, int]]]):
@@ -53,8 +57,16 @@ class AspectRatioBatchSampler(Sampler[List[Tuple[int, int]]]):
         rank, world_size: this process's shard.
     """
 
-    def __init__(self, num_images: int, batch_size: int, seed: int, epoch: int = 0,
-                 start_batch: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(
+        self,
+        num_images: int,
+        batch_size: int,
+        seed: int,
+        epoch: int = 0,
+        start_batch: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if num_images <= 0 or batch_size <= 0:
             raise ValueError("num_images and batch_size must be positive")
         if not 0 <= rank < world_size:
@@ -75,8 +87,9 @@ class AspectRatioBatchSampler(Sampler[List[Tuple[int, int]]]):
 
     def batches_per_epoch(self) -> int:
         """Batches this rank gets in a full epoch."""
-        return (num_groups(self.num_images, self.batch_size) + self.world_size - 1) \
-            // self.world_size
+        return (
+            num_groups(self.num_images, self.batch_size) + self.world_size - 1
+        ) // self.world_size
 
     def epoch_batches(self) -> List[List[int]]:
         """This rank's batches (lists of positions in ratio order) for the whole epoch."""
@@ -85,11 +98,13 @@ class AspectRatioBatchSampler(Sampler[List[Tuple[int, int]]]):
         order = torch.randperm(groups, generator=generator).tolist()
         padded = self.batches_per_epoch() * self.world_size
         order += [order[i % groups] for i in range(padded - groups)]
-        return [list(range(g * self.batch_size, min((g + 1) * self.batch_size, self.num_images)))
-                for g in order[self.rank::self.world_size]]
+        return [
+            list(range(g * self.batch_size, min((g + 1) * self.batch_size, self.num_images)))
+            for g in order[self.rank :: self.world_size]
+        ]
 
     def __iter__(self) -> Iterator[List[Tuple[int, int]]]:
-        for batch in self.epoch_batches()[self.start_batch:]:
+        for batch in self.epoch_batches()[self.start_batch :]:
             yield [(position, self.epoch) for position in batch]
 
     def __len__(self) -> int:

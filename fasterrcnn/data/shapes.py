@@ -1,17 +1,17 @@
-""""shapes": a generated detection dataset in the VOCdevkit layout, the embedded default.
+"""The "shapes" dataset: generated detection images in the VOCdevkit layout, the embedded default.
 
 ``DATA_DIR/shapes`` gets ``JPEGImages/*.jpg``, ``Annotations/*.xml`` (1-based VOC XML) and
-``ImageSets/Main/{train,test,val}.txt`` (``val``: a validation split for tuning recipes
-without looking at ``test``; empty unless ``SHAPES_NUM_VAL`` > 0).  Each image (sides 200-400 px, so aspect ratios within
-[0.5, 2]) has a textured, noisy background (smooth colour blobs, sometimes stripes, a few thin
-clutter lines, per-pixel noise) and 1-6 filled shapes of the classes ``SHAPE_CLASSES`` with
-random colours (contrasting with the background under them), sizes (the long side of the
-unrotated shape in [max(24, 0.12 * short image side), min(120, 0.6 * short image side)] px, so
-at least about 30 px once the image's short side is scaled to 256) and aspect ratios (long /
-short side 1-1.6, either orientation), squares, triangles and crosses rotated by up to 15
-degrees, stars by any angle.  Later shapes may overlap earlier ones, but a shape is
-only placed when every earlier shape keeps at least ``MIN_VISIBLE`` of its pixels.  Boxes are
-the tight extent of each shape's visible pixels (drawn without anti-aliasing).
+``ImageSets/Main/{train,test,val}.txt`` (``val``: a validation split for tuning recipes without
+looking at ``test``; empty unless ``SHAPES_NUM_VAL`` > 0). Each image (sides 200-400 px, so
+aspect ratios within [0.5, 2]) has a textured, noisy background (smooth colour blobs, sometimes
+stripes, a few thin clutter lines, per-pixel noise) and 1-6 filled shapes of the classes
+``SHAPE_CLASSES`` with random colours (contrasting with the background under them), sizes (the
+long side of the unrotated shape in [max(24, 0.12 * short image side), min(120, 0.6 * short
+image side)] px, so at least about 30 px once the image's short side is scaled to 256) and
+aspect ratios (long / short side 1-1.6, either orientation), squares, triangles and crosses
+rotated by up to 15 degrees, stars by any angle. Later shapes may overlap earlier ones, but a
+shape is only placed when every earlier shape keeps at least ``MIN_VISIBLE`` of its pixels.
+Boxes are the tight extent of each shape's visible pixels (drawn without anti-aliasing).
 
 Image ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])`` and written
 with OpenCV at a fixed JPEG quality, so a seed gives the same bytes every time.  Generation
@@ -54,17 +54,22 @@ def shapes_root(data_dir: str) -> str:
     return os.path.join(data_dir, "shapes")
 
 
-def ensure_shapes(
-    data_dir: str, num_train: int, num_test: int, seed: int, num_val: int = 0
-) -> str:
+def ensure_shapes(data_dir: str, num_train: int, num_test: int, seed: int, num_val: int = 0) -> str:
     """Generate ``DATA_DIR/shapes`` unless a complete one with these parameters exists.
 
-    Returns the dataset root.  Safe against concurrent callers (a portable ``filelock.FileLock``) and interruption
-    (temporary folder, marker written last, atomic rename).
+    Returns the dataset root.  Safe against concurrent callers (a portable
+    ``filelock.FileLock``) and interruption (temporary folder, marker written last, atomic
+    rename).
     """
     root = shapes_root(data_dir)
-    params = dict(num_train=int(num_train), num_test=int(num_test), num_val=int(num_val),
-                  seed=int(seed), version=GENERATOR_VERSION, jpeg_quality=JPEG_QUALITY)
+    params = dict(
+        num_train=int(num_train),
+        num_test=int(num_test),
+        num_val=int(num_val),
+        seed=int(seed),
+        version=GENERATOR_VERSION,
+        jpeg_quality=JPEG_QUALITY,
+    )
     if _marker_matches(root, params):
         return root
     os.makedirs(data_dir, exist_ok=True)
@@ -74,8 +79,14 @@ def ensure_shapes(
         for stale in glob.glob(os.path.join(data_dir, ".shapes.tmp*")):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = os.path.join(data_dir, f".shapes.tmp{os.getpid()}")
-        logger.info("generating the shapes dataset in %s (%d train, %d test, %d val, seed %d)",
-                    root, num_train, num_test, num_val, seed)
+        logger.info(
+            "generating the shapes dataset in %s (%d train, %d test, %d val, seed %d)",
+            root,
+            num_train,
+            num_test,
+            num_val,
+            seed,
+        )
         counts = {"train": num_train, "test": num_test}
         if num_val > 0:
             counts["val"] = num_val
@@ -92,7 +103,7 @@ def ensure_shapes(
 
 def _marker_matches(root: str, params: Dict[str, int]) -> bool:
     try:
-        with open(os.path.join(root, MARKER), "r", encoding="utf-8") as handle:
+        with open(os.path.join(root, MARKER), encoding="utf-8") as handle:
             return json.load(handle) == params
     except (OSError, ValueError):
         return False
@@ -113,12 +124,18 @@ def write_shapes(root: str, counts: Dict[str, int], seed: int) -> None:
                 raise RuntimeError(f"JPEG encoding failed for {image_id}")
             with open(os.path.join(root, "JPEGImages", f"{image_id}.jpg"), "wb") as handle:
                 handle.write(encoded.tobytes())
-            write_voc_xml(os.path.join(root, "Annotations", f"{image_id}.xml"), f"{image_id}.jpg",
-                          image.shape[1], image.shape[0],
-                          [(o["name"], o["box"], False) for o in objects], folder="shapes")
+            write_voc_xml(
+                os.path.join(root, "Annotations", f"{image_id}.xml"),
+                f"{image_id}.jpg",
+                image.shape[1],
+                image.shape[0],
+                [(o["name"], o["box"], False) for o in objects],
+                folder="shapes",
+            )
             ids.append(image_id)
-        with open(os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w",
-                  encoding="utf-8") as handle:
+        with open(
+            os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w", encoding="utf-8"
+        ) as handle:
             handle.write("".join(f"{i}\n" for i in ids))
 
 
@@ -202,13 +219,29 @@ def _unit_polygon(cls: int, rng: np.random.Generator) -> Optional[np.ndarray]:
         return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1)
     if name == "cross":
         t = rng.uniform(0.3, 0.42)
-        return np.array([[-t, -1], [t, -1], [t, -t], [1, -t], [1, t], [t, t], [t, 1], [-t, 1],
-                         [-t, t], [-1, t], [-1, -t], [-t, -t]], dtype=np.float64)
+        return np.array(
+            [
+                [-t, -1],
+                [t, -1],
+                [t, -t],
+                [1, -t],
+                [1, t],
+                [t, t],
+                [t, 1],
+                [-t, 1],
+                [-t, t],
+                [-1, t],
+                [-1, -t],
+                [-t, -t],
+            ],
+            dtype=np.float64,
+        )
     return None
 
 
-def _shape_mask(rng: np.random.Generator, cls: int, height: int, width: int,
-                placed: Sequence[dict]) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
+def _shape_mask(
+    rng: np.random.Generator, cls: int, height: int, width: int, placed: Sequence[dict]
+) -> Tuple[np.ndarray, Tuple[int, int, int, int]]:
     """(H,W) uint8 mask of one random shape fully inside the image, and its bounding rect
     (x0, y0, x1, y1) with exclusive ends."""
     short_side = min(height, width)
@@ -232,8 +265,17 @@ def _shape_mask(rng: np.random.Generator, cls: int, height: int, width: int,
     mask = np.zeros((height, width), dtype=np.uint8)
     poly = _unit_polygon(cls, rng)
     if poly is None:
-        cv2.ellipse(mask, (round(cx), round(cy)), (max(1, round(rx)), max(1, round(ry))), 0.0,
-                    0.0, 360.0, 1, thickness=-1, lineType=cv2.LINE_8)
+        cv2.ellipse(
+            mask,
+            (round(cx), round(cy)),
+            (max(1, round(rx)), max(1, round(ry))),
+            0.0,
+            0.0,
+            360.0,
+            1,
+            thickness=-1,
+            lineType=cv2.LINE_8,
+        )
     else:
         rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
         points = (poly * [rx, ry]) @ rot.T + [cx, cy]
@@ -266,8 +308,9 @@ class ShapesDataset(VocLayoutImdb):
     SHAPES_NUM_VAL, SHAPES_SEED).
     """
 
-    def __init__(self, split: str, data_dir: str, num_train: int, num_test: int,
-                 seed: int, num_val: int = 0) -> None:
+    def __init__(
+        self, split: str, data_dir: str, num_train: int, num_test: int, seed: int, num_val: int = 0
+    ) -> None:
         if split not in SPLITS:
             raise ValueError(f"unknown shapes split {split!r}; known: {SPLITS}")
         if split == "val" and num_val <= 0:

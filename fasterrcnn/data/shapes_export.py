@@ -39,8 +39,11 @@ def export_shapes(out_dir: str, fmt: str, counts: Dict[str, int], seed: int) -> 
         if fmt == "coco":
             _write_coco(os.path.join(out_dir, f"{split}.json"), roidb, files)
         else:
-            rows = [(f, box, SHAPE_CLASSES[c - 1]) for e, f in zip(roidb, files)
-                    for box, c in zip(e["boxes"].tolist(), e["gt_classes"].tolist())]
+            rows = [
+                (f, box, SHAPE_CLASSES[c - 1])
+                for e, f in zip(roidb, files)
+                for box, c in zip(e["boxes"].tolist(), e["gt_classes"].tolist())
+            ]
             rows += [(f, None, "") for e, f in zip(roidb, files) if not len(e["boxes"])]
             write_csv_list(os.path.join(out_dir, f"{split}.csv"), rows)
     if fmt == "csv":
@@ -54,15 +57,28 @@ def export_shapes(out_dir: str, fmt: str, counts: Dict[str, int], seed: int) -> 
 def _write_coco(path: str, roidb, files) -> None:
     images, annotations = [], []
     for image_id, (entry, file_name) in enumerate(zip(roidb, files), start=1):
-        images.append({"id": image_id, "file_name": file_name, "width": entry["width"],
-                       "height": entry["height"]})
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "width": entry["width"],
+                "height": entry["height"],
+            }
+        )
         for box, label in zip(entry["boxes"].tolist(), entry["gt_classes"].tolist()):
             w, h = box[2] - box[0] + 1, box[3] - box[1] + 1
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
-                                "category_id": int(label), "bbox": [box[0], box[1], w, h],
-                                "area": w * h, "iscrowd": 0})
-    categories = [{"id": i, "name": n, "supercategory": "shape"}
-                  for i, n in enumerate(SHAPE_CLASSES, start=1)]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(label),
+                    "bbox": [box[0], box[1], w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+    categories = [
+        {"id": i, "name": n, "supercategory": "shape"} for i, n in enumerate(SHAPE_CLASSES, start=1)
+    ]
     with open(path, "w", encoding="utf-8") as handle:
-        json.dump({"images": images, "annotations": annotations, "categories": categories},
-                  handle)
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, handle)

@@ -47,8 +47,12 @@ class IssueLog:
     def summary(self) -> None:
         """Log the number of issues that were not logged one by one."""
         if self.count > self.limit:
-            self._log.warning("%s: %d data issues in all (%d more not shown)",
-                              self.source, self.count, self.count - self.limit)
+            self._log.warning(
+                "%s: %d data issues in all (%d more not shown)",
+                self.source,
+                self.count,
+                self.count - self.limit,
+            )
 
 
 def degenerate(boxes: np.ndarray) -> np.ndarray:

@@ -56,11 +56,13 @@ def list_voc_items(path: str) -> Tuple[str, List[VocItem]]:
     if os.path.isfile(path):
         set_dir = os.path.dirname(os.path.abspath(path))
         root = set_dir
-        if os.path.basename(set_dir) == "Main" and \
-                os.path.basename(os.path.dirname(set_dir)) == "ImageSets":
+        if (
+            os.path.basename(set_dir) == "Main"
+            and os.path.basename(os.path.dirname(set_dir)) == "ImageSets"
+        ):
             root = os.path.dirname(os.path.dirname(set_dir))
         ann_dir = os.path.join(root, "Annotations")
-        with open(path, "r", encoding="utf-8") as handle:
+        with open(path, encoding="utf-8") as handle:
             keys = [line.split()[0] for line in handle if line.strip()]
         items = [_scan(os.path.join(ann_dir, f"{k}.xml"), k) for k in keys]
     elif os.path.isdir(path):
@@ -68,12 +70,12 @@ def list_voc_items(path: str) -> Tuple[str, List[VocItem]]:
         ann_dir = os.path.join(root, "Annotations")
         if not os.path.isdir(ann_dir):
             ann_dir = root
-        xmls = sorted(glob.glob(os.path.join(glob.escape(ann_dir), "**", "*.xml"),
-                                recursive=True))
+        xmls = sorted(glob.glob(os.path.join(glob.escape(ann_dir), "**", "*.xml"), recursive=True))
         items = [_scan(x, os.path.splitext(os.path.relpath(x, ann_dir))[0]) for x in xmls]
     else:
-        raise FileNotFoundError(f"VOC annotations not found: {path} is neither a folder nor an "
-                                "image-set file")
+        raise FileNotFoundError(
+            f"VOC annotations not found: {path} is neither a folder nor an image-set file"
+        )
     if not items:
         raise FileNotFoundError(f"{path}: no VOC XML annotation files found")
     return root, items
@@ -88,9 +90,16 @@ class VocFolderSource:
         self.image_paths = [self._image_path(item, image_root) for item in self.items]
 
     def _image_path(self, item: VocItem, image_root: str) -> str:
-        roots = [image_root] if image_root else [
-            os.path.join(self.root, "JPEGImages"), os.path.join(self.root, "images"),
-            os.path.dirname(item.xml), self.root]
+        roots = (
+            [image_root]
+            if image_root
+            else [
+                os.path.join(self.root, "JPEGImages"),
+                os.path.join(self.root, "images"),
+                os.path.dirname(item.xml),
+                self.root,
+            ]
+        )
         names = [item.filename] if item.filename else []
         names += [item.key + ext for ext in IMAGE_EXTS]
         for root in roots:
@@ -108,16 +117,23 @@ class VocFolderSource:
         """Every object name of the XMLs, sorted."""
         return tuple(sorted({n for item in self.items for n in item.names}))
 
-    def imdb(self, name: str, classes: Sequence[str], indices: Sequence[int],
-             data_dir: str) -> "VocFolderDataset":
+    def imdb(
+        self, name: str, classes: Sequence[str], indices: Sequence[int], data_dir: str
+    ) -> VocFolderDataset:
         return VocFolderDataset(name, self, classes, indices, data_dir)
 
 
 class VocFolderDataset(VocXmlImdb):
     """The annotation files ``indices`` of a :class:`VocFolderSource`."""
 
-    def __init__(self, name: str, source: VocFolderSource, classes: Sequence[str],
-                 indices: Sequence[int], data_dir: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        source: VocFolderSource,
+        classes: Sequence[str],
+        indices: Sequence[int],
+        data_dir: str,
+    ) -> None:
         super().__init__(name, classes, data_dir)
         self.source = source
         self._items = [source.items[int(i)] for i in indices]

@@ -40,29 +40,51 @@ class VocXmlImdb(Imdb):
         image = self.image_path_at(i)
         ann = parse_voc_xml(xml_path, self.class_to_index, issues)
         if ann is None:
-            ann = dict(width=0, height=0, boxes=np.zeros((0, 4), np.float32),
-                       gt_classes=np.zeros(0, np.int64), difficult=np.zeros(0, bool))
+            ann = dict(
+                width=0,
+                height=0,
+                boxes=np.zeros((0, 4), np.float32),
+                gt_classes=np.zeros(0, np.int64),
+                difficult=np.zeros(0, bool),
+            )
         width, height = ann["width"], ann["height"]
         if width <= 0 or height <= 0:
             width, height = image_size(image)
             if width <= 0 or height <= 0:
-                issues.warn(f"{xml_path}: no size in the XML and image {image} is missing or "
-                            "unreadable")
+                issues.warn(
+                    f"{xml_path}: no size in the XML and image {image} is missing or unreadable"
+                )
             else:
                 keep, boxes = clean_boxes(ann["boxes"], width, height, xml_path, issues)
-                ann = dict(ann, boxes=boxes[keep], gt_classes=ann["gt_classes"][keep],
-                           difficult=ann["difficult"][keep])
-        return dict(image=image, width=int(width), height=int(height),
-                    boxes=ann["boxes"].astype(np.float32).reshape(-1, 4),
-                    gt_classes=ann["gt_classes"].astype(np.int64),
-                    difficult=ann["difficult"].astype(bool), flipped=False)
+                ann = dict(
+                    ann,
+                    boxes=boxes[keep],
+                    gt_classes=ann["gt_classes"][keep],
+                    difficult=ann["difficult"][keep],
+                )
+        return dict(
+            image=image,
+            width=int(width),
+            height=int(height),
+            boxes=ann["boxes"].astype(np.float32).reshape(-1, 4),
+            gt_classes=ann["gt_classes"].astype(np.int64),
+            difficult=ann["difficult"].astype(bool),
+            flipped=False,
+        )
 
 
 class VocLayoutImdb(VocXmlImdb):
     """Images and VOC XML annotations under ``root`` (see the module docstring)."""
 
-    def __init__(self, name: str, root: str, image_set: str, classes: Sequence[str],
-                 data_dir: str, image_exts: Sequence[str] = (".jpg",)) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: str,
+        image_set: str,
+        classes: Sequence[str],
+        data_dir: str,
+        image_exts: Sequence[str] = (".jpg",),
+    ) -> None:
         super().__init__(name, classes, data_dir)
         self.root = root
         self.image_set = image_set
@@ -70,7 +92,7 @@ class VocLayoutImdb(VocXmlImdb):
         self.image_set_file = os.path.join(root, "ImageSets", "Main", f"{image_set}.txt")
         if not os.path.isfile(self.image_set_file):
             raise FileNotFoundError(f"{name}: image set file {self.image_set_file} not found")
-        with open(self.image_set_file, "r", encoding="utf-8") as handle:
+        with open(self.image_set_file, encoding="utf-8") as handle:
             self.image_index = [line.split()[0] for line in handle if line.strip()]
 
     def image_path_at(self, i: int) -> str:

@@ -60,15 +60,18 @@ def parse_voc_xml(
             continue
         coords = [_float_or_none(obj.findtext(f"bndbox/{key}")) for key in _COORDS]
         if any(c is None for c in coords):
-            issues.warn(f"{path}: object {i} ({name}) has a missing or non-numeric bndbox "
-                        "coordinate: skipped")
+            issues.warn(
+                f"{path}: object {i} ({name}) has a missing or non-numeric bndbox "
+                "coordinate: skipped"
+            )
             continue
         boxes.append([c - 1.0 for c in coords])
         labels.append(label)
         difficult.append(bool(_int_or_zero(obj.findtext("difficult"))))
         names.append(name)
-    keep, clean = clean_boxes(np.array(boxes, dtype=np.float64).reshape(-1, 4), width, height,
-                              path, issues, names)
+    keep, clean = clean_boxes(
+        np.array(boxes, dtype=np.float64).reshape(-1, 4), width, height, path, issues, names
+    )
     return dict(
         width=width,
         height=height,
@@ -92,16 +95,33 @@ def write_voc_xml(
         objects: (class name, box [x1, y1, x2, y2] 0-based +1 convention, difficult); the file
             gets 1-based coordinates like real VOC.
     """
-    lines = ["<annotation>", f"\t<folder>{folder}</folder>", f"\t<filename>{filename}</filename>",
-             "\t<size>", f"\t\t<width>{width}</width>", f"\t\t<height>{height}</height>",
-             "\t\t<depth>3</depth>", "\t</size>", "\t<segmented>0</segmented>"]
+    lines = [
+        "<annotation>",
+        f"\t<folder>{folder}</folder>",
+        f"\t<filename>{filename}</filename>",
+        "\t<size>",
+        f"\t\t<width>{width}</width>",
+        f"\t\t<height>{height}</height>",
+        "\t\t<depth>3</depth>",
+        "\t</size>",
+        "\t<segmented>0</segmented>",
+    ]
     for name, box, hard in objects:
         x1, y1, x2, y2 = (_fmt(v + 1) for v in box)
-        lines += ["\t<object>", f"\t\t<name>{name}</name>", "\t\t<pose>Unspecified</pose>",
-                  "\t\t<truncated>0</truncated>", f"\t\t<difficult>{int(hard)}</difficult>",
-                  "\t\t<bndbox>", f"\t\t\t<xmin>{x1}</xmin>", f"\t\t\t<ymin>{y1}</ymin>",
-                  f"\t\t\t<xmax>{x2}</xmax>", f"\t\t\t<ymax>{y2}</ymax>", "\t\t</bndbox>",
-                  "\t</object>"]
+        lines += [
+            "\t<object>",
+            f"\t\t<name>{name}</name>",
+            "\t\t<pose>Unspecified</pose>",
+            "\t\t<truncated>0</truncated>",
+            f"\t\t<difficult>{int(hard)}</difficult>",
+            "\t\t<bndbox>",
+            f"\t\t\t<xmin>{x1}</xmin>",
+            f"\t\t\t<ymin>{y1}</ymin>",
+            f"\t\t\t<xmax>{x2}</xmax>",
+            f"\t\t\t<ymax>{y2}</ymax>",
+            "\t\t</bndbox>",
+            "\t</object>",
+        ]
     lines.append("</annotation>\n")
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as handle:
