@@ -6,6 +6,7 @@ model = fasterrcnn.build_model(cfg, num_classes=21)
 det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_2_500.pth")
 """
 
+from fasterrcnn import _threads  # noqa: F401  (first: sets the OpenMP spin before torch loads)
 from fasterrcnn._version import __version__
 from fasterrcnn.config import Config, load_config
 from fasterrcnn.detector import Detector
