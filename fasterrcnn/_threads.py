@@ -12,12 +12,12 @@ tools do); a value the user set, or an ``OMP_WAIT_POLICY``, is kept.
 """
 
 import os
-from typing import Dict, MutableMapping
+from typing import Dict, Mapping
 
 GOMP_SPIN_COUNT = "10000"
 
 
-def openmp_wait_defaults(environ: MutableMapping[str, str]) -> Dict[str, str]:
+def openmp_wait_defaults(environ: Mapping[str, str]) -> Dict[str, str]:
     """The variables to add to ``environ``: ``GOMP_SPINCOUNT`` unless it or
     ``OMP_WAIT_POLICY`` is already set."""
     if "GOMP_SPINCOUNT" in environ or "OMP_WAIT_POLICY" in environ:
