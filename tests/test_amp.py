@@ -198,3 +198,23 @@ def test_trainval_net_amp_flag_runs_on_cpu(tmp_path):
     ckpt = torch.load(saved[0], map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    "config_amp,argument,expected",
+    [("bf16", None, torch.bfloat16), ("bf16", "none", None), ("none", "bf16", torch.bfloat16)],
+)
+def test_training_run_precision_is_the_configs_unless_the_caller_chooses(
+    tmp_path, tiny_data_dir, config_amp, argument, expected
+):
+    """TRAIN.AMP chooses the precision of a recipe; an explicit amp (``--amp``) overrides it."""
+    from pathlib import Path
+
+    from conftest import tiny_overrides
+
+    from fasterrcnn.engine.training_run import build_training_run
+
+    shapes_yml = Path(__file__).resolve().parents[1] / "cfgs" / "shapes.yml"
+    cfg = load_config(str(shapes_yml), tiny_overrides(tiny_data_dir) + ["TRAIN.AMP", config_amp])
+    trainer = build_training_run(cfg, str(tmp_path), amp=argument, progress=False)
+    assert trainer.amp_dtype == expected

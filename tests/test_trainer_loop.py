@@ -112,6 +112,7 @@ def test_float16_overflow_skips_the_step_and_lowers_the_scale(tmp_path, device):
 def test_amp_dtypes(monkeypatch):
     monkeypatch.setattr(amp, "cpu_has_fast", lambda dtype: True)
     assert amp_dtype(None, "cuda") is None and amp_dtype(False, "cpu") is None
+    assert amp_dtype("none", "cpu") is None and amp_dtype("fp32", "cuda") is None
     assert amp_dtype(True, "cuda") == amp_dtype("auto", "cuda") == torch.float16
     assert amp_dtype(True, "cpu") == amp_dtype("auto", "cpu") == torch.bfloat16
     assert amp_dtype("bf16", "cuda") == amp_dtype("bfloat16", "cpu") == torch.bfloat16
@@ -151,6 +152,7 @@ def test_amp_flag_takes_an_optional_dtype():
     assert parse_args(["--amp"]).amp == "auto"
     assert parse_args(["--amp", "bf16", "--bs", "2"]).amp == "bf16"
     assert parse_args(["--amp", "--bs", "2"]).amp == "auto"
+    assert parse_args(["--amp", "none"]).amp == "none"
     with pytest.raises(SystemExit):
         parse_args(["--amp", "int8"])
 

@@ -81,10 +81,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         nargs="?",
         const="auto",
         default=None,
-        choices=("auto",) + tuple(AMP_DTYPES),
+        choices=("auto", "none") + tuple(AMP_DTYPES),
         metavar="DTYPE",
         help="mixed precision: bare --amp is float16 (+ GradScaler) on CUDA, "
-        "bfloat16 on CPU; or --amp bf16 | fp16 (GradScaler for fp16 only)",
+        "bfloat16 on a CPU with fast bfloat16; --amp bf16 | fp16 (GradScaler for fp16 only); "
+        "--amp none trains in float32 (default: the config's TRAIN.AMP)",
     )
     parser.add_argument("--use_tfb", action="store_true", help="TensorBoard scalars")
     parser.add_argument(

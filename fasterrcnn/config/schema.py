@@ -36,6 +36,10 @@ class TrainConfig:
     DISPLAY: int = 10
     CHECKPOINT_EVERY_ITERS: int = 0
     NONFINITE_POLICY: str = "stop"
+    # Mixed precision when the command line does not choose (--amp): "none" (float32), "auto"
+    # (float16 on CUDA; bfloat16 on a CPU with fast bfloat16 convolutions, else float32),
+    # "bf16" or "fp16".
+    AMP: str = "none"
     # A checkpoint whose model weights start a fresh run (same classes; "" for none).
     INIT_WEIGHTS: str = ""
     # Images.
@@ -214,6 +218,7 @@ CHOICES = {
     "TRAIN.OPTIMIZER": ("sgd", "adam"),
     "TRAIN.LR_SCHEDULE": ("step", "cosine"),
     "TRAIN.NONFINITE_POLICY": ("stop", "skip"),
+    "TRAIN.AMP": ("none", "auto", "bf16", "fp16"),
     "DATA_CHECK.ON_BAD_IMAGE": ("stop", "skip"),
     "DATASET.FORMAT": ("auto", "coco", "voc", "csv"),
 }

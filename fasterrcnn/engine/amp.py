@@ -22,7 +22,10 @@ AMP_DTYPES = {
     "fp16": torch.float16,
     "float16": torch.float16,
 }
-"""Names ``--amp`` accepts; ``auto`` (or a bare ``--amp``) picks per device."""
+"""Names ``--amp`` accepts; ``auto`` (or a bare ``--amp``) picks per device, ``none`` is float32."""
+
+OFF = ("none", "off", "fp32", "float32")
+"""Names of float32 training (no autocast)."""
 
 AmpSetting = Union[bool, str, None]
 
@@ -42,12 +45,13 @@ def amp_dtype(amp: AmpSetting, device_type: str) -> Optional[torch.dtype]:
     """The autocast dtype of an AMP setting, or None for float32.
 
     Args:
-        amp: None / False (off), True / ``"auto"`` (float16 on CUDA; bfloat16 on a CPU with fast
-            bfloat16 convolutions, else float32 with a warning), or a name of
+        amp: None / False / a name of :data:`OFF` (float32), True / ``"auto"`` (float16 on
+            CUDA; bfloat16 on a CPU with fast bfloat16 convolutions, else float32 with a
+            warning), or a name of
             :data:`AMP_DTYPES` (honoured; a warning on a CPU without fast convolutions in it).
         device_type: ``"cuda"`` or ``"cpu"``.
     """
-    if amp is None or amp is False:
+    if amp is None or amp is False or str(amp).lower() in OFF:
         return None
     if amp is True or amp == "auto":
         if device_type == "cuda":

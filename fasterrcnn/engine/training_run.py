@@ -42,8 +42,9 @@ def build_training_run(
         device: 'cpu', 'cuda' or 'cuda:N'; under torchrun each rank uses its local GPU.
         dist_info: rank and world size when launched by torchrun.
         multi_gpu: wrap in DataParallel over every visible GPU (single process).
-        amp: mixed precision: None (float32), True (float16 on CUDA, bfloat16 on the CPU),
-            ``"bf16"`` or ``"fp16"``.
+        amp: mixed precision: None (the config's TRAIN.AMP), ``"none"`` (float32), True /
+            ``"auto"`` (float16 on CUDA, bfloat16 on a CPU with fast bfloat16), ``"bf16"`` or
+            ``"fp16"``.
         progress: a progress bar when stderr is a terminal (plain log lines otherwise).
         resume: a checkpoint to continue from (a whole training state; for weights alone,
             ``TRAIN.INIT_WEIGHTS`` starts a fresh run from them).
@@ -93,7 +94,7 @@ def build_training_run(
         device=device,
         disp_interval=cfg.TRAIN.DISPLAY,
         use_tfb=use_tfb,
-        amp=amp,
+        amp=cfg.TRAIN.AMP if amp is None else amp,
         progress=progress,
     )
     trainer = Trainer(
