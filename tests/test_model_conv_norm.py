@@ -12,7 +12,12 @@ from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
 from fasterrcnn.model import build_resnet
-from fasterrcnn.model.backbones import conv_norm, pointwise_conv
+from fasterrcnn.model.backbones import (
+    SMALL_MAP_PIXELS,
+    conv_norm,
+    pointwise_conv,
+    small_map_conv3x3,
+)
 
 
 def _random_norm(norm: nn.Module, channels: int, gen: torch.Generator) -> None:
@@ -116,6 +121,56 @@ def test_only_trainable_pointwise_convolutions_under_autograd_run_as_matrix_prod
     torch.testing.assert_close(direct, conv_norm(pointwise, norm, x))
     pointwise.weight.requires_grad_(False)
     assert conv_norm(pointwise, norm, x).grad_fn.name() == "ConvolutionBackward0"
+
+
+@pytest.mark.parametrize("size,stride", [((4, 4), 1), ((7, 7), 2), ((7, 6), 2), ((1, 1), 1)])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_small_map_conv3x3_equals_conv2d_with_gradients(size, stride, with_bias):
+    """The shifted-inputs matrix product against F.conv2d (padding 1) in float64, values and
+    the gradients of the input, weight and bias, odd and strided sizes included."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 5, *size, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(4, 5, 3, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
+    used_bias = bias if with_bias else None
+
+    expected = torch.nn.functional.conv2d(x, weight, used_bias, stride, padding=1)
+    got = small_map_conv3x3(x, weight, used_bias, (stride, stride))
+
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    inputs = [x, weight] + ([bias] if with_bias else [])
+    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    for g, e in zip(
+        torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)
+    ):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_small_map_3x3_convolutions_run_as_matrix_products_only_under_bfloat16():
+    """Under bfloat16 autocast a trainable 3x3 convolution onto at most SMALL_MAP_PIXELS pixels
+    is the matrix product (bfloat16 result close to the float32 convolution); in float32, on a
+    larger map, or frozen, it is the convolution op."""
+    torch.manual_seed(0)
+    norm = nn.BatchNorm2d(6).train()
+    conv, strided = nn.Conv2d(8, 6, 3, padding=1), nn.Conv2d(8, 6, 3, stride=2, padding=1)
+    small, large = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 9, 9)
+    assert SMALL_MAP_PIXELS == 16
+
+    def grad_fn(c, x):
+        return conv_norm(c, nn.Identity(), x).grad_fn.name()
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert grad_fn(conv, small) != "ConvolutionBackward0"
+        assert grad_fn(strided, torch.randn(2, 8, 7, 7)) != "ConvolutionBackward0"  # 4x4 out
+        assert grad_fn(conv, large) == "ConvolutionBackward0"
+        got = conv_norm(conv, norm, small)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), norm(conv(small)), rtol=0.05, atol=0.05)
+    assert grad_fn(conv, small) == "ConvolutionBackward0"
+    conv.weight.requires_grad_(False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert grad_fn(conv, small) == "ConvolutionBackward0"
 
 
 @pytest.mark.parametrize("net", ["res18", "res50"])

@@ -111,21 +111,73 @@ def pointwise_conv(
     return out.view(batch, -1, height, width)
 
 
+SMALL_MAP_PIXELS = 16
+"""Largest output map (H*W) that :func:`small_map_conv3x3` takes over under bfloat16 autocast."""
+
+
+def small_map_conv3x3(
+    x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int] = (1, 1)
+) -> Tensor:
+    """A 3x3 convolution with padding 1 as one matrix product over the nine shifted inputs.
+
+    Args:
+        x: ``(B, C_in, H, W)``, NCHW or channels-last.
+        weight: ``(C_out, C_in, 3, 3)``; bias: ``(C_out,)`` or None.
+        stride: ``(sy, sx)``.
+
+    Returns:
+        ``(B, C_out, H', W')`` (``H' = ceil(H / sy)``), channels-last: the
+        ``(B*H'*W', 9*C_in)`` matrix of shifted inputs times ``weight`` as ``(9*C_in, C_out)``.
+    """
+    batch, channels, height, width = x.shape
+    sy, sx = stride
+    out_h, out_w = (height - 1) // sy + 1, (width - 1) // sx + 1
+    padded = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))
+    shifted = [
+        padded[:, i : i + sy * (out_h - 1) + 1 : sy, j : j + sx * (out_w - 1) + 1 : sx]
+        for i in range(3)
+        for j in range(3)
+    ]
+    columns = torch.cat(shifted, dim=-1).reshape(batch * out_h * out_w, 9 * channels)
+    matrix = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], 9 * channels)
+    out = F.linear(columns, matrix, bias)
+    return out.view(batch, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+def _bfloat16_autocast(x: Tensor) -> bool:
+    return x.dtype == torch.bfloat16 or (
+        torch.is_autocast_enabled(x.device.type)
+        and torch.get_autocast_dtype(x.device.type) == torch.bfloat16
+    )
+
+
 def _convolve(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
-    """``conv``'s convolution of ``x`` with ``weight`` and ``bias``: :func:`pointwise_conv`
-    for a trainable 1x1 convolution on the CPU under autograd, otherwise the convolution op
-    (oneDNN's forward is as fast as the matrix product; cuDNN is faster on CUDA)."""
-    pointwise = (
-        conv.kernel_size == (1, 1)
-        and conv.padding == (0, 0)
-        and conv.dilation == (1, 1)
+    """``conv``'s convolution of ``x`` with ``weight`` and ``bias``.
+
+    For a trainable convolution on the CPU under autograd: a 1x1 one is :func:`pointwise_conv`;
+    a 3x3 one onto a map of at most :data:`SMALL_MAP_PIXELS` pixels (the RoI head's 4x4) in
+    bfloat16 is :func:`small_map_conv3x3` (oneDNN's bfloat16 weight and input gradients are
+    slow on such maps, the matrix products are not).  Otherwise the convolution op (oneDNN's
+    forward is as fast as the matrix product; cuDNN is faster on CUDA)."""
+    trainable_on_cpu = (
+        conv.dilation == (1, 1)
         and conv.groups == 1
         and x.device.type == "cpu"
         and torch.is_grad_enabled()
         and conv.weight.requires_grad
     )
-    if pointwise:
+    if trainable_on_cpu and conv.kernel_size == (1, 1) and conv.padding == (0, 0):
         return pointwise_conv(x, weight, bias, conv.stride)
+    if (
+        trainable_on_cpu
+        and conv.kernel_size == (3, 3)
+        and conv.padding == (1, 1)
+        and _bfloat16_autocast(x)
+        and -(-x.shape[2] // conv.stride[0]) * -(-x.shape[3] // conv.stride[1]) <= SMALL_MAP_PIXELS
+    ):
+        low = torch.bfloat16
+        low_bias = None if bias is None else bias.to(low)
+        return small_map_conv3x3(x.to(low), weight.to(low), low_bias, conv.stride)
     return conv._conv_forward(x, weight, bias)
 
 
