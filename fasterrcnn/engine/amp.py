@@ -46,8 +46,8 @@ def amp_dtype(amp: AmpSetting, device_type: str) -> Optional[torch.dtype]:
 
     Args:
         amp: None / False / a name of :data:`OFF` (float32), True / ``"auto"`` (float16 on
-            CUDA; bfloat16 on a CPU with fast bfloat16 convolutions, else float32 with a
-            warning), or a name of
+            CUDA; bfloat16 on a CPU with fast bfloat16 convolutions, else float32 with an
+            info line), or a name of
             :data:`AMP_DTYPES` (honoured; a warning on a CPU without fast convolutions in it).
         device_type: ``"cuda"`` or ``"cpu"``.
     """
@@ -58,8 +58,8 @@ def amp_dtype(amp: AmpSetting, device_type: str) -> Optional[torch.dtype]:
             return torch.float16
         if cpu_has_fast(torch.bfloat16):
             return torch.bfloat16
-        LOGGER.warning(
-            "--amp: this CPU has no fast bfloat16 convolutions (oneDNN needs "
+        LOGGER.info(
+            "amp auto: this CPU has no fast bfloat16 convolutions (oneDNN needs "
             "AVX512 or Arm BF16); training in float32"
         )
         return None
