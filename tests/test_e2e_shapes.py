@@ -2,11 +2,15 @@
 
 A shortened version of the README's first command (tools/quickstart.sh): the same network and
 solver (cfgs/shapes.yml: Adam, cosine over the run) at a smaller scale on fewer images for 400
-iterations (about 2.5 minutes on 2 cores).  Measured here: test mAP 0.669 with this recipe
-(stride-8 features, up to 3/4 foreground RoIs; 160 s), 0.498 with the stride-16 one (half
-foreground; 137 s), 0.523 with Adam 1e-3 and 32 RoIs per image (190 s), 0.21 with SGD and step
-decay.  The bar, 0.55, sits about 0.12 below the measured value (float differences between CPUs
-change the run a little); the stride-16 recipe and the SGD one fail it."""
+iterations (about 2.5 minutes on 2 cores), in float32 whatever the CPU (the recipe's
+``TRAIN.AMP auto`` would pick bfloat16 on some hosts only).  Measured: test mAP 0.669 with this
+recipe on a 2-core AMD EPYC (AVX2; 160 s) and 0.638 on a 2-core Xeon with AMX (185 s); 0.498
+with the stride-16 one (half foreground; 137 s), 0.523 with Adam 1e-3 and 32 RoIs per image
+(190 s), 0.21 with SGD and step decay.  In bfloat16 the same 400 iterations gave 0.539, 0.602
+(the 4x4 convolutions through the convolution op) and 0.624 (RNG_SEED 5) in 97-149 s: at this
+scale bfloat16 runs land about as far apart as the bar's margin, so the bar stays on float32.
+The bar, 0.55, sits 0.09-0.12 below the float32 values (float differences between CPUs change
+the run a little); the stride-16 recipe and the SGD one fail it."""
 
 from pathlib import Path
 
@@ -32,7 +36,7 @@ def test_short_training_learns_to_detect_shapes(tmp_path):
         "DATASET.SHAPES_NUM_TEST", 40, "TRAIN.SCALES", [192], "TRAIN.MAX_SIZE", 320,
         "TEST.SCALES", [192], "TEST.MAX_SIZE", 320, "TRAIN.MAX_ITERS", ITERATIONS,
         "TRAIN.EPOCHS", ITERATIONS // 50, "TRAIN.WARMUP_ITERS", 50,
-        "TRAIN.DISPLAY", 100,
+        "TRAIN.DISPLAY", 100, "TRAIN.AMP", "none",
     ]
     # fmt: on
     cfg = load_config(str(SHAPES_YML), overrides)
