@@ -134,6 +134,20 @@ def test_amp_on_a_cpu_without_fast_low_precision_convolutions(monkeypatch, caplo
     assert amp_dtype(True, "cuda") == torch.float16
 
 
+def test_amp_float16_on_the_cpu_warns_even_where_onednn_has_it(monkeypatch, caplog):
+    """oneDNN's float16 check passes on AVX512-FP16 CPUs whose float16 convolution gradients
+    are still many times slower than bfloat16 ones."""
+    monkeypatch.setattr(amp, "cpu_has_fast", lambda dtype: True)
+    caplog.set_level(logging.WARNING, logger="fasterrcnn.engine.amp")
+    assert amp_dtype("bf16", "cpu") == torch.bfloat16
+    assert caplog.text == ""
+    assert amp_dtype("fp16", "cpu") == torch.float16
+    assert "prefer --amp bf16" in caplog.text
+    caplog.clear()
+    assert amp_dtype("fp16", "cuda") == torch.float16
+    assert caplog.text == ""
+
+
 def test_cpu_capability_matches_the_convolution_path():
     """Where cpu_has_fast(bfloat16) is False, a bfloat16 convolution really takes the slow path."""
     from torch.profiler import ProfilerActivity, profile
