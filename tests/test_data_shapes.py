@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fasterrcnn.config import load_config
-from fasterrcnn.data import SHAPE_CLASSES, ShapesDataset, get_imdb
+from fasterrcnn.data import SHAPE_CLASSES, ShapesDataset, get_imdb, shapes
 from fasterrcnn.data.shapes import MARKER, ensure_shapes, render_image, write_shapes
 from fasterrcnn.data.validate import IssueLog
 from fasterrcnn.data.voc_layout import VocLayoutImdb
@@ -32,6 +32,17 @@ def test_same_seed_same_bytes(tmp_path):
     assert len(a) == 6 + 6 + 2 and a == b
     assert a.keys() == c.keys()
     assert all(a[k] != c[k] for k in a if k.endswith(".jpg"))
+
+
+def test_worker_processes_write_the_same_bytes(tmp_path, monkeypatch):
+    monkeypatch.setattr(shapes, "IMAGES_PER_TASK", 3)
+    counts = {"train": 8, "test": 4}
+    write_shapes(str(tmp_path / "serial"), counts, seed=5, workers=1)
+    write_shapes(str(tmp_path / "forked"), counts, seed=5, workers=2)
+    serial, forked = all_files(tmp_path / "serial"), all_files(tmp_path / "forked")
+    assert len(serial) == 12 + 12 + 2 and serial == forked
+    listed = serial[os.path.join("ImageSets", "Main", "test.txt")].decode().split()
+    assert listed == [f"test_{i:06d}" for i in range(4)]
 
 
 def test_boxes_tight_around_visible_pixels():

@@ -26,6 +26,7 @@ import glob
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -109,34 +110,67 @@ def _marker_matches(root: str, params: Dict[str, int]) -> bool:
         return False
 
 
-def write_shapes(root: str, counts: Dict[str, int], seed: int) -> None:
-    """Write the images, XML and image-set files of each split into ``root``."""
+PARALLEL_MIN_IMAGES = 64
+"""Fewer images than this are drawn in the calling process (no worker processes)."""
+IMAGES_PER_TASK = 50
+"""Images one worker task draws and writes."""
+
+
+def write_shapes(
+    root: str, counts: Dict[str, int], seed: int, workers: Optional[int] = None
+) -> None:
+    """Write the images, XML and image-set files of each split into ``root``.
+
+    Args:
+        counts: images per split name (``SPLITS``).
+        workers: processes that draw the images (forked; every image has its own generator, so
+            the bytes do not depend on it); None: one per CPU core, at most 4, when there are at
+            least :data:`PARALLEL_MIN_IMAGES` images and the platform can fork, else 1.
+    """
     for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
+    tasks = [
+        (root, split, int(seed), start, min(start + IMAGES_PER_TASK, count))
+        for split, count in counts.items()
+        for start in range(0, count, IMAGES_PER_TASK)
+    ]
+    if workers is None:
+        can_fork = "fork" in multiprocessing.get_all_start_methods()
+        enough = sum(counts.values()) >= PARALLEL_MIN_IMAGES
+        workers = min(os.cpu_count() or 1, 4) if can_fork and enough else 1
+    if workers > 1 and len(tasks) > 1:
+        with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
+            pool.starmap(_write_images, tasks)
+    else:
+        for task in tasks:
+            _write_images(*task)
     for split, count in counts.items():
-        ids = []
-        for i in range(count):
-            image_id = f"{split}_{i:06d}"
-            rng = np.random.default_rng([int(seed), SPLITS.index(split), i])
-            image, _, objects = render_image(rng)
-            ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if not ok:
-                raise RuntimeError(f"JPEG encoding failed for {image_id}")
-            with open(os.path.join(root, "JPEGImages", f"{image_id}.jpg"), "wb") as handle:
-                handle.write(encoded.tobytes())
-            write_voc_xml(
-                os.path.join(root, "Annotations", f"{image_id}.xml"),
-                f"{image_id}.jpg",
-                image.shape[1],
-                image.shape[0],
-                [(o["name"], o["box"], False) for o in objects],
-                folder="shapes",
-            )
-            ids.append(image_id)
+        ids = "".join(f"{split}_{i:06d}\n" for i in range(count))
         with open(
             os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w", encoding="utf-8"
         ) as handle:
-            handle.write("".join(f"{i}\n" for i in ids))
+            handle.write(ids)
+
+
+def _write_images(root: str, split: str, seed: int, start: int, stop: int) -> None:
+    """Draw images ``start..stop-1`` of ``split`` and write their JPEG and XML files."""
+    for i in range(start, stop):
+        image_id = f"{split}_{i:06d}"
+        rng = np.random.default_rng([seed, SPLITS.index(split), i])
+        image, _, objects = render_image(rng)
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise RuntimeError(f"JPEG encoding failed for {image_id}")
+        with open(os.path.join(root, "JPEGImages", f"{image_id}.jpg"), "wb") as handle:
+            handle.write(encoded.tobytes())
+        write_voc_xml(
+            os.path.join(root, "Annotations", f"{image_id}.xml"),
+            f"{image_id}.jpg",
+            image.shape[1],
+            image.shape[0],
+            [(o["name"], o["box"], False) for o in objects],
+            folder="shapes",
+        )
 
 
 def render_image(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, List[dict]]:
