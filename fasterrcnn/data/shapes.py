@@ -125,7 +125,8 @@ def write_shapes(
         counts: images per split name (``SPLITS``).
         workers: processes that draw the images (forked; every image has its own generator, so
             the bytes do not depend on it); None: one per CPU core, at most 4, when there are at
-            least :data:`PARALLEL_MIN_IMAGES` images and the platform can fork, else 1.
+            least :data:`PARALLEL_MIN_IMAGES` images and this process can fork children (not a
+            daemon, e.g. a data-loader worker), else 1.
     """
     for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
@@ -135,7 +136,10 @@ def write_shapes(
         for start in range(0, count, IMAGES_PER_TASK)
     ]
     if workers is None:
-        can_fork = "fork" in multiprocessing.get_all_start_methods()
+        can_fork = (
+            "fork" in multiprocessing.get_all_start_methods()
+            and not multiprocessing.current_process().daemon
+        )
         enough = sum(counts.values()) >= PARALLEL_MIN_IMAGES
         workers = min(os.cpu_count() or 1, 4) if can_fork and enough else 1
     if workers > 1 and len(tasks) > 1:
