@@ -75,6 +75,19 @@ def test_training_batchnorm_is_not_folded():
     torch.testing.assert_close(out.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-6, rtol=0)
 
 
+def assert_same_values_and_gradients(
+    got: torch.Tensor, expected: torch.Tensor, inputs: list, gen: torch.Generator
+) -> None:
+    """``got`` equals ``expected`` (float64, 1e-12), and so do their gradients with respect to
+    ``inputs`` under one random upstream gradient."""
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    for g, e in zip(
+        torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)
+    ):
+        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("batch", [1, 3])
@@ -96,13 +109,9 @@ def test_pointwise_conv_equals_conv2d_with_gradients(channels_last, stride, batc
     out_height, out_width = (4, 3) if stride == 2 else (7, 5)
     assert got.shape == expected.shape == (batch, 4, out_height, out_width)
     assert got.is_contiguous(memory_format=layout)
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    inputs = [x, weight] + ([bias] if with_bias else [])
-    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
-    for g, e in zip(
-        torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)
-    ):
-        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_gradients(
+        got, expected, [x, weight] + ([bias] if with_bias else []), gen
+    )
 
 
 def test_only_trainable_pointwise_convolutions_under_autograd_run_as_matrix_products():
@@ -138,13 +147,9 @@ def test_small_map_conv3x3_equals_conv2d_with_gradients(size, stride, with_bias)
     got = small_map_conv3x3(x, weight, used_bias, (stride, stride))
 
     assert got.shape == expected.shape
-    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-    inputs = [x, weight] + ([bias] if with_bias else [])
-    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
-    for g, e in zip(
-        torch.autograd.grad(got, inputs, upstream), torch.autograd.grad(expected, inputs, upstream)
-    ):
-        torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_gradients(
+        got, expected, [x, weight] + ([bias] if with_bias else []), gen
+    )
 
 
 def test_small_map_3x3_convolutions_run_as_matrix_products_only_under_bfloat16():
