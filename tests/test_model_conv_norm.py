@@ -152,6 +152,44 @@ def test_small_map_conv3x3_equals_conv2d_with_gradients(size, stride, with_bias)
     )
 
 
+def _autograd_small_map_conv3x3(x, weight, bias, stride):
+    """The shifted-inputs product of small_map_conv3x3 differentiated by autograd (slices)."""
+    batch, channels, height, width = x.shape
+    (sy, sx) = stride
+    out_h, out_w = (height - 1) // sy + 1, (width - 1) // sx + 1
+    padded = torch.nn.functional.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))
+    last_h, last_w = sy * (out_h - 1) + 1, sx * (out_w - 1) + 1
+    windows = [
+        padded[:, i : i + last_h : sy, j : j + last_w : sx] for i in range(3) for j in range(3)
+    ]
+    columns = torch.cat(windows, dim=-1).reshape(-1, 9 * channels)
+    matrix = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
+    out = torch.nn.functional.linear(columns, matrix, bias)
+    return out.view(batch, out_h, out_w, -1).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("size,stride", [((4, 4), 1), ((7, 7), 2), ((5, 6), 1)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_small_map_conv3x3_backward_is_autograds_bitwise_in_bf16(size, stride, channels_last):
+    """The hand-written backward gives autograd's bfloat16 gradients of the same product bit
+    for bit (the window sums in autograd's order), so training numerics do not change."""
+    gen = torch.Generator().manual_seed(7)
+    x = torch.randn(16, 24, *size, generator=gen).bfloat16()
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(20, 24, 3, 3, generator=gen).bfloat16()
+    bias = torch.randn(20, generator=gen).bfloat16()
+    results = []
+    for conv in (small_map_conv3x3, _autograd_small_map_conv3x3):
+        leaves = [t.clone().requires_grad_(True) for t in (x, weight, bias)]
+        out = conv(*leaves, (stride, stride))
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(8)).bfloat16()
+        out.backward(upstream)
+        results.append([out.detach()] + [leaf.grad for leaf in leaves])
+    for got, expected in zip(*results):
+        assert torch.equal(got, expected)
+
+
 def test_small_map_3x3_convolutions_run_as_matrix_products_only_under_bfloat16():
     """Under bfloat16 autocast a trainable 3x3 convolution onto at most SMALL_MAP_PIXELS pixels
     is the matrix product (bfloat16 result close to the float32 convolution); in float32, on a
@@ -176,6 +214,23 @@ def test_small_map_3x3_convolutions_run_as_matrix_products_only_under_bfloat16()
     conv.weight.requires_grad_(False)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert grad_fn(conv, small) == "ConvolutionBackward0"
+
+
+def test_small_map_conv3x3_output_takes_in_place_ops_under_autograd():
+    """After a folded frozen BatchNorm the 3x3 matrix-product output goes straight into an
+    in-place ReLU (torchvision's Bottleneck): allowed, and the gradients are the convolution's
+    (an in-place op on a view of a custom Function's own output would be refused)."""
+    torch.manual_seed(0)
+    conv, norm = nn.Conv2d(8, 6, 3, padding=1), FrozenBatchNorm2d(6)
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = nn.ReLU(inplace=True)(conv_norm(conv, norm, x))
+    out.float().sum().backward()
+    got = (x.grad.clone(), conv.weight.grad.clone())
+    x.grad, conv.weight.grad = None, None
+    torch.relu(norm(conv(x))).sum().backward()
+    for g, e in zip(got, (x.grad, conv.weight.grad)):
+        torch.testing.assert_close(g, e, rtol=0.05, atol=0.05)
 
 
 @pytest.mark.parametrize("net", ["res18", "res50"])
