@@ -25,12 +25,17 @@ Peak memory: CUDA ``torch.cuda.max_memory_allocated``; CPU the resident-set high
 is unavailable) minus the resident set before the phase.  Our per-stage time shares come from
 forward hooks on the stage modules (exclusive times: a stage excludes its hooked children).
 
+``--amp bf16`` (or ``fp16``) runs both models' timed phases under the same
+``torch.autocast`` (the precision ``TRAIN.AMP auto`` trains in on a CPU with fast bfloat16
+convolutions); float32 by default.
+
 ``--deploy`` instead compares ways to run our inference graph (:class:`ExportableDetector`:
 preprocessed image -> fixed-size detections; preprocessing not timed): eager, ``torch.compile``
 (default mode, dynamic shapes off) and onnxruntime's CPUExecutionProvider (with as many
 intra-op threads as torch uses) on the model exported by ``tools/export.py``.
 
 Usage: PYTHONPATH=. python tools/bench_model.py --net res50 --device cpu --iters 3 --warmup 1
+       PYTHONPATH=. python tools/bench_model.py --net res50 --amp bf16 --iters 5 --no-memory
        PYTHONPATH=. python tools/bench_model.py --deploy --net shapes --height 256 --width 341
 """
 
@@ -64,6 +69,8 @@ from fasterrcnn.model import FasterRCNN, build_model
 
 LOG = logging.getLogger("bench_model")
 CFG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "cfgs")
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""``--amp`` choices: the autocast dtype both models run under (None: float32)."""
 NUM_CLASSES = 21
 """VOC: 20 classes and the background."""
 GT_BOXES = (
@@ -380,6 +387,18 @@ def _tv_steps(model: TVFasterRCNN, image: np.ndarray, device: torch.device):
     return infer, train_step
 
 
+def _under_autocast(
+    step: Callable[[], None], device: torch.device, dtype: torch.dtype
+) -> Callable[[], None]:
+    """``step`` run under ``torch.autocast(device.type, dtype)``."""
+
+    def run() -> None:
+        with torch.autocast(device.type, dtype=dtype):
+            step()
+
+    return run
+
+
 def _rms_of_outputs(modules: List[nn.Module], run: Callable[[], None]) -> List[float]:
     """Root mean square of each module's output over one call of ``run``."""
     seen: List[float] = [0.0] * len(modules)
@@ -419,7 +438,13 @@ class Bench:
     """Both models built (and calibrated) for one config, with their step closures."""
 
     def __init__(
-        self, impls: Tuple[str, ...], net: str, device: torch.device, height: int, width: int
+        self,
+        impls: Tuple[str, ...],
+        net: str,
+        device: torch.device,
+        height: int,
+        width: int,
+        amp: Optional[torch.dtype] = None,
     ) -> None:
         torch.manual_seed(0)
         self.device = device
@@ -455,6 +480,8 @@ class Bench:
             )
             self.steps[("torchvision", "inference")] = infer
             self.steps[("torchvision", "train")] = train_step
+        if amp is not None:
+            self.steps = {key: _under_autocast(run, device, amp) for key, run in self.steps.items()}
 
     def timed(self, key: Tuple[str, str]) -> float:
         self.sync()
@@ -503,9 +530,17 @@ class Bench:
         return prof.key_averages().table(sort_by=sort, row_limit=rows)
 
 
-def peak_memory(impl: str, mode: str, net: str, device_name: str, height: int, width: int) -> int:
+def peak_memory(
+    impl: str,
+    mode: str,
+    net: str,
+    device_name: str,
+    height: int,
+    width: int,
+    amp: Optional[torch.dtype] = None,
+) -> int:
     """Peak memory (bytes above the memory in use at its start) of one run after a warm-up."""
-    bench = Bench((impl,), net, torch.device(device_name), height, width)
+    bench = Bench((impl,), net, torch.device(device_name), height, width, amp)
     step = bench.steps[(impl, mode)]
     step()
     meter = MemoryMeter(bench.device)
@@ -622,7 +657,8 @@ def report(
     """The markdown tables."""
     lines = [
         f"### {args.net}, {args.device}, {args.height}x{args.width} image, batch 1, "
-        f"median of {args.iters} interleaved runs (torch threads: {torch.get_num_threads()})",
+        f"{'float32' if args.amp == 'none' else args.amp + ' autocast'}, median of "
+        f"{args.iters} interleaved runs (torch threads: {torch.get_num_threads()})",
         "",
         "| phase | ours (s) | torchvision (s) | ours / torchvision (ratio of medians) "
         "| median of per-pair ratios | ours peak (MiB) | torchvision peak (MiB) |",
@@ -673,6 +709,12 @@ def main(argv: Optional[List[str]] = None) -> None:
         help="also log the top N ops of one profiled run of each phase",
     )
     parser.add_argument(
+        "--amp",
+        choices=tuple(AMP_DTYPES),
+        default="none",
+        help="run both models' timed phases under this autocast (none: float32)",
+    )
+    parser.add_argument(
         "--no-memory",
         action="store_true",
         help="skip the peak-memory runs (one spawned process per phase)",
@@ -698,7 +740,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("CUDA requested but not available")
     impls = ("ours", "torchvision")
-    bench = Bench(impls, args.net, device, args.height, args.width)
+    amp = AMP_DTYPES[args.amp]
+    bench = Bench(impls, args.net, device, args.height, args.width, amp)
     times: Dict[Tuple[str, str], List[float]] = {}
     shares: Dict[str, Dict[str, float]] = {}
     for mode in ("inference", "train"):
@@ -714,7 +757,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         for impl in impls:
             for mode in ("inference", "train"):
                 peaks[(impl, mode)] = peak_memory_isolated(
-                    (impl, mode, args.net, args.device, args.height, args.width)
+                    (impl, mode, args.net, args.device, args.height, args.width, amp)
                 )
     print(report(args, times, peaks, shares))
 
