@@ -14,6 +14,8 @@ from torchvision.ops import FrozenBatchNorm2d
 from fasterrcnn.model import build_resnet
 from fasterrcnn.model.backbones import (
     SMALL_MAP_PIXELS,
+    _shifted_columns,
+    _strided_size,
     conv_norm,
     pointwise_conv,
     small_map_conv3x3,
@@ -153,19 +155,14 @@ def test_small_map_conv3x3_equals_conv2d_with_gradients(size, stride, with_bias)
 
 
 def _autograd_small_map_conv3x3(x, weight, bias, stride):
-    """The shifted-inputs product of small_map_conv3x3 differentiated by autograd (slices)."""
-    batch, channels, height, width = x.shape
-    (sy, sx) = stride
-    out_h, out_w = (height - 1) // sy + 1, (width - 1) // sx + 1
+    """The shifted-inputs product of small_map_conv3x3 built from the same plain tensor ops
+    (:func:`_shifted_columns`: padding, slices, cat) and differentiated by autograd."""
+    out_h, out_w = _strided_size(x, stride)
     padded = torch.nn.functional.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1))
-    last_h, last_w = sy * (out_h - 1) + 1, sx * (out_w - 1) + 1
-    windows = [
-        padded[:, i : i + last_h : sy, j : j + last_w : sx] for i in range(3) for j in range(3)
-    ]
-    columns = torch.cat(windows, dim=-1).reshape(-1, 9 * channels)
+    columns = _shifted_columns(padded, out_h, out_w, *stride)
     matrix = weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
     out = torch.nn.functional.linear(columns, matrix, bias)
-    return out.view(batch, out_h, out_w, -1).permute(0, 3, 1, 2)
+    return out.view(x.shape[0], out_h, out_w, -1).permute(0, 3, 1, 2)
 
 
 @pytest.mark.parametrize("size,stride", [((4, 4), 1), ((7, 7), 2), ((5, 6), 1)])

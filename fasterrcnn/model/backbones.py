@@ -121,16 +121,19 @@ def _strided_size(x: Tensor, stride: Tuple[int, int]) -> Tuple[int, int]:
     return -(-x.shape[2] // stride[0]), -(-x.shape[3] // stride[1])
 
 
+def _windows(padded: Tensor, out_h: int, out_w: int, sy: int, sx: int) -> List[Tensor]:
+    """The nine shifted (strided) ``(B, out_h, out_w, C)`` views of a padded NHWC map that a 3x3
+    convolution reads, window ``(i, j)`` at index ``3*i + j``."""
+    last_h, last_w = sy * (out_h - 1) + 1, sx * (out_w - 1) + 1
+    return [padded[:, i : i + last_h : sy, j : j + last_w : sx] for i in range(3) for j in range(3)]
+
+
 def _shifted_columns(padded: Tensor, out_h: int, out_w: int, sy: int, sx: int) -> Tensor:
-    """``(B*out_h*out_w, 9*C)``: the nine shifted (strided) windows of a padded NHWC map side
-    by side, window ``(i, j)`` in columns ``(3*i + j) * C ...``."""
+    """``(B*out_h*out_w, 9*C)``: the nine :func:`_windows` side by side, window ``k`` in
+    columns ``k * C ...``."""
     batch, channels = padded.shape[0], padded.shape[3]
-    shifted = [
-        padded[:, i : i + sy * (out_h - 1) + 1 : sy, j : j + sx * (out_w - 1) + 1 : sx]
-        for i in range(3)
-        for j in range(3)
-    ]
-    return torch.cat(shifted, dim=-1).reshape(batch * out_h * out_w, 9 * channels)
+    windows = _windows(padded, out_h, out_w, sy, sx)
+    return torch.cat(windows, dim=-1).reshape(batch * out_h * out_w, 9 * channels)
 
 
 class _SmallMapConv3x3(torch.autograd.Function):
@@ -167,12 +170,9 @@ class _SmallMapConv3x3(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_columns = (grad @ matrix).view(batch, out_h, out_w, 9, channels)
             grad_padded = grad.new_zeros(batch, height + 2, width + 2, channels)
+            windows = _windows(grad_padded, out_h, out_w, sy, sx)
             for k in reversed(range(9)):
-                i, j = divmod(k, 3)
-                window = grad_padded[
-                    :, i : i + sy * (out_h - 1) + 1 : sy, j : j + sx * (out_w - 1) + 1 : sx
-                ]
-                window += grad_columns[:, :, :, k]
+                windows[k] += grad_columns[:, :, :, k]
             grad_x = grad_padded[:, 1:-1, 1:-1].permute(0, 3, 1, 2)
         if ctx.needs_input_grad[1]:
             grad_matrix = grad.t() @ columns
