@@ -119,7 +119,7 @@ def test_readable_by_voc_classes_and_parser(tmp_path):
         assert os.path.isfile(e["image"])
 
 
-def test_regenerated_when_incomplete_or_parameters_change(tmp_path):
+def test_regenerated_when_incomplete_or_the_seed_changes(tmp_path):
     root = ensure_shapes(str(tmp_path), 3, 1, 0)
     marker = os.path.join(root, MARKER)
     stamp = os.stat(marker).st_mtime_ns
@@ -128,10 +128,42 @@ def test_regenerated_when_incomplete_or_parameters_change(tmp_path):
     os.remove(os.path.join(root, "JPEGImages", "train_000001.jpg"))
     ensure_shapes(str(tmp_path), 3, 1, 0)
     assert os.path.isfile(os.path.join(root, "JPEGImages", "train_000001.jpg"))
-    ensure_shapes(str(tmp_path), 4, 1, 0)
-    with open(os.path.join(root, "ImageSets", "Main", "train.txt")) as f:
-        assert len(f.read().split()) == 4
+    ensure_shapes(str(tmp_path), 3, 1, 7)
+    write_shapes(str(tmp_path / "ref"), {"train": 3, "test": 1}, seed=7)
+    got = all_files(root)
+    assert got.pop(MARKER)
+    assert got == all_files(tmp_path / "ref")
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".shapes.tmp")]
+
+
+def test_other_sizes_draw_only_the_missing_images(tmp_path):
+    root = ensure_shapes(str(tmp_path), 3, 1, 0)
+    kept = os.path.join(root, "JPEGImages", "train_000002.jpg")
+    stamp = os.stat(kept).st_mtime_ns
+
+    ensure_shapes(str(tmp_path), 4, 1, 0, num_val=2)
+    assert os.stat(kept).st_mtime_ns == stamp
+    write_shapes(str(tmp_path / "ref"), {"train": 4, "test": 1, "val": 2}, seed=0)
+    got = all_files(root)
+    assert got.pop(MARKER)
+    assert got == all_files(tmp_path / "ref")
+
+    marker = os.path.join(root, MARKER)
+    marker_stamp = os.stat(marker).st_mtime_ns
+    ensure_shapes(str(tmp_path), 4, 1, 0)  # no val asked for: the val split stays
+    assert os.stat(marker).st_mtime_ns == marker_stamp
+    assert (tmp_path / "shapes" / "ImageSets" / "Main" / "val.txt").read_text().split() == [
+        "val_000000",
+        "val_000001",
+    ]
+
+    ensure_shapes(str(tmp_path), 2, 1, 0)  # fewer: listed, not drawn again
+    train_ids = (tmp_path / "shapes" / "ImageSets" / "Main" / "train.txt").read_text().split()
+    assert train_ids == ["train_000000", "train_000001"]
+    assert os.stat(kept).st_mtime_ns == stamp
+    ensure_shapes(str(tmp_path), 4, 1, 0)
+    assert os.stat(kept).st_mtime_ns == stamp
+    assert len((tmp_path / "shapes" / "ImageSets" / "Main" / "train.txt").read_text().split()) == 4
 
 
 def _generate(data_dir):

@@ -14,10 +14,10 @@ shape is only placed when every earlier shape keeps at least ``MIN_VISIBLE`` of 
 Boxes are the tight extent of each shape's visible pixels (drawn without anti-aliasing).
 
 Image ``i`` of a split is drawn from ``numpy.random.default_rng([seed, split, i])`` and written
-with OpenCV at a fixed JPEG quality, so a seed gives the same bytes every time.  Generation
-runs under a file lock into a temporary folder that is renamed into place; a marker file
-(written last) records the parameters, so an interrupted or differently-sized dataset is
-generated again.
+with OpenCV at a fixed JPEG quality, so a seed gives the same bytes every time, whatever the
+split sizes.  Generation runs under a file lock; a marker file (written last) records the seed,
+the images drawn and the sizes listed, so an interrupted generation is redone and a request for
+other sizes draws only the images that are missing (see :func:`ensure_shapes`).
 """
 
 from __future__ import annotations
@@ -56,58 +56,109 @@ def shapes_root(data_dir: str) -> str:
 
 
 def ensure_shapes(data_dir: str, num_train: int, num_test: int, seed: int, num_val: int = 0) -> str:
-    """Generate ``DATA_DIR/shapes`` unless a complete one with these parameters exists.
+    """Make ``DATA_DIR/shapes`` hold these split sizes, drawing only the images it lacks.
 
-    Returns the dataset root.  Safe against concurrent callers (a portable
-    ``filelock.FileLock``) and interruption (temporary folder, marker written last, atomic
-    rename).
+    A dataset of another seed or generator version is generated again from scratch (into a
+    temporary folder renamed into place).  Otherwise only what is missing is added: asking for
+    a val split (or more training images) draws just those images, leaves every other file as
+    it is, so a job reading the train split meanwhile is undisturbed, and ``num_val`` 0 keeps
+    a val split that is there.  The image-set files list the requested sizes; images drawn for
+    a larger request stay on disk, unlisted, for the next one.  Safe against concurrent callers
+    (a portable ``filelock.FileLock``) and interruption (the marker is written last).
+
+    Returns the dataset root.
     """
     root = shapes_root(data_dir)
-    params = dict(
-        num_train=int(num_train),
-        num_test=int(num_test),
-        num_val=int(num_val),
-        seed=int(seed),
-        version=GENERATOR_VERSION,
-        jpeg_quality=JPEG_QUALITY,
-    )
-    if _marker_matches(root, params):
+    params = dict(seed=int(seed), version=GENERATOR_VERSION, jpeg_quality=JPEG_QUALITY)
+    wanted = {"train": int(num_train), "test": int(num_test)}
+    if num_val > 0:
+        wanted["val"] = int(num_val)
+    if _is_ready(_read_marker(root), params, wanted):
         return root
     os.makedirs(data_dir, exist_ok=True)
     with FileLock(os.path.join(data_dir, ".shapes.lock")):
-        if _marker_matches(root, params):
+        marker = _read_marker(root)
+        if _is_ready(marker, params, wanted):
             return root
-        for stale in glob.glob(os.path.join(data_dir, ".shapes.tmp*")):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = os.path.join(data_dir, f".shapes.tmp{os.getpid()}")
-        logger.info(
-            "generating the shapes dataset in %s (%d train, %d test, %d val, seed %d)",
-            root,
-            num_train,
-            num_test,
-            num_val,
-            seed,
-        )
-        counts = {"train": num_train, "test": num_test}
-        if num_val > 0:
-            counts["val"] = num_val
-        write_shapes(tmp, counts, seed)
-        with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as handle:
-            json.dump(params, handle)
-        if os.path.exists(root):
-            old = os.path.join(data_dir, f".shapes.tmp{os.getpid()}.old")
-            os.replace(root, old)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, root)
+        if marker is None or any(marker.get(key) != value for key, value in params.items()):
+            _generate_from_scratch(data_dir, root, params, wanted)
+        else:
+            _extend(root, marker, wanted)
     return root
 
 
-def _marker_matches(root: str, params: Dict[str, int]) -> bool:
+def _read_marker(root: str) -> Optional[dict]:
     try:
         with open(os.path.join(root, MARKER), encoding="utf-8") as handle:
-            return json.load(handle) == params
+            marker = json.load(handle)
     except (OSError, ValueError):
-        return False
+        return None
+    if not isinstance(marker, dict) or not all(
+        isinstance(marker.get(key), dict) for key in ("drawn", "listed")
+    ):
+        return None
+    return marker
+
+
+def _is_ready(marker: Optional[dict], params: Dict[str, int], wanted: Dict[str, int]) -> bool:
+    return (
+        marker is not None
+        and all(marker.get(key) == value for key, value in params.items())
+        and all(marker["listed"].get(split) == count for split, count in wanted.items())
+    )
+
+
+def _write_marker(root: str, marker: dict) -> None:
+    """Replace the marker atomically."""
+    tmp = os.path.join(root, f".{MARKER}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump(marker, handle)
+    os.replace(tmp, os.path.join(root, MARKER))
+
+
+def _generate_from_scratch(
+    data_dir: str, root: str, params: Dict[str, int], wanted: Dict[str, int]
+) -> None:
+    for stale in glob.glob(os.path.join(data_dir, ".shapes.tmp*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = os.path.join(data_dir, f".shapes.tmp{os.getpid()}")
+    _log_generation(root, params["seed"], wanted)
+    write_shapes(tmp, wanted, params["seed"])
+    _write_marker(tmp, dict(params, drawn=dict(wanted), listed=dict(wanted)))
+    if os.path.exists(root):
+        old = os.path.join(data_dir, f".shapes.tmp{os.getpid()}.old")
+        os.replace(root, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, root)
+
+
+def _extend(root: str, marker: dict, wanted: Dict[str, int]) -> None:
+    """Draw the images ``wanted`` adds to ``marker["drawn"]`` and list the wanted sizes."""
+    drawn, listed = dict(marker["drawn"]), dict(marker["listed"])
+    ranges = {
+        split: (drawn.get(split, 0), count)
+        for split, count in wanted.items()
+        if count > drawn.get(split, 0)
+    }
+    if ranges:
+        missing = {split: stop - start for split, (start, stop) in ranges.items()}
+        _log_generation(root, marker["seed"], missing)
+        _draw_images(root, ranges, marker["seed"])
+    for split, count in wanted.items():
+        drawn[split] = max(drawn.get(split, 0), count)
+        if listed.get(split) != count:
+            _write_image_set(root, split, count)
+            listed[split] = count
+    _write_marker(root, dict(marker, drawn=drawn, listed=listed))
+
+
+def _log_generation(root: str, seed: int, counts: Dict[str, int]) -> None:
+    logger.info(
+        "generating the shapes dataset in %s (%s, seed %d)",
+        root,
+        ", ".join(f"{count} {split}" for split, count in counts.items()),
+        seed,
+    )
 
 
 PARALLEL_MIN_IMAGES = 64
@@ -128,19 +179,28 @@ def write_shapes(
             least :data:`PARALLEL_MIN_IMAGES` images and this process can fork children (not a
             daemon, e.g. a data-loader worker), else 1.
     """
+    _draw_images(root, {split: (0, count) for split, count in counts.items()}, seed, workers)
+    for split, count in counts.items():
+        _write_image_set(root, split, count)
+
+
+def _draw_images(
+    root: str, ranges: Dict[str, Tuple[int, int]], seed: int, workers: Optional[int] = None
+) -> None:
+    """Draw images ``start..stop-1`` of each split of ``ranges`` (see :func:`write_shapes`)."""
     for sub in ("JPEGImages", "Annotations", os.path.join("ImageSets", "Main")):
         os.makedirs(os.path.join(root, sub), exist_ok=True)
     tasks = [
-        (root, split, int(seed), start, min(start + IMAGES_PER_TASK, count))
-        for split, count in counts.items()
-        for start in range(0, count, IMAGES_PER_TASK)
+        (root, split, int(seed), begin, min(begin + IMAGES_PER_TASK, stop))
+        for split, (start, stop) in ranges.items()
+        for begin in range(start, stop, IMAGES_PER_TASK)
     ]
     if workers is None:
         can_fork = (
             "fork" in multiprocessing.get_all_start_methods()
             and not multiprocessing.current_process().daemon
         )
-        enough = sum(counts.values()) >= PARALLEL_MIN_IMAGES
+        enough = sum(stop - start for start, stop in ranges.values()) >= PARALLEL_MIN_IMAGES
         workers = min(os.cpu_count() or 1, 4) if can_fork and enough else 1
     if workers > 1 and len(tasks) > 1:
         with multiprocessing.get_context("fork").Pool(min(workers, len(tasks))) as pool:
@@ -148,12 +208,15 @@ def write_shapes(
     else:
         for task in tasks:
             _write_images(*task)
-    for split, count in counts.items():
-        ids = "".join(f"{split}_{i:06d}\n" for i in range(count))
-        with open(
-            os.path.join(root, "ImageSets", "Main", f"{split}.txt"), "w", encoding="utf-8"
-        ) as handle:
-            handle.write(ids)
+
+
+def _write_image_set(root: str, split: str, count: int) -> None:
+    """Write ``ImageSets/Main/<split>.txt`` listing images 0..count-1, atomically."""
+    path = os.path.join(root, "ImageSets", "Main", f"{split}.txt")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write("".join(f"{split}_{i:06d}\n" for i in range(count)))
+    os.replace(tmp, path)
 
 
 def _write_images(root: str, split: str, seed: int, start: int, stop: int) -> None:
