@@ -3,7 +3,7 @@
 import fasterrcnn
 cfg = fasterrcnn.load_config("res101", ["TRAIN.SCALES", "[800]"])   # or a YAML path
 model = fasterrcnn.build_model(cfg, num_classes=21)
-det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_2_650.pth")
+det = fasterrcnn.Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_1_1300.pth")
 """
 
 from fasterrcnn import _threads  # noqa: F401  (first: sets the OpenMP spin before torch loads)

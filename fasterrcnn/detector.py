@@ -4,7 +4,7 @@ A thin layer over the model's one-call API (:mod:`fasterrcnn.model.image_api`): 
 checkpoint, keeps the class names and accepts paths, BGR arrays and PIL images.
 
     from fasterrcnn import Detector
-    det = Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_2_650.pth", device="cpu")
+    det = Detector.from_checkpoint("models/res18/shapes/faster_rcnn_1_1_1300.pth", device="cpu")
     result = det.predict("image.jpg")        # or a BGR numpy array, an RGB PIL image, a list
     # scores above cfg.TEST.DETECT_SCORE_THRESH (0.05), at most TEST.MAX_PER_IMAGE (100)
     result["boxes"], result["scores"], result["labels"], result["class_names"]

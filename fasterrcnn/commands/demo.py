@@ -7,7 +7,7 @@ Images are read by :func:`fasterrcnn.data.image.read_image` (EXIF orientation ig
 training and test_net).  Class names come from the checkpoint.
 
     python tools/demo.py --image_dir data/shapes/JPEGImages --checkpoint_path \
-        models/res18/shapes/faster_rcnn_1_2_650.pth --output_dir output/demo
+        models/res18/shapes/faster_rcnn_1_1_1300.pth --output_dir output/demo
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ normalised, ``im_data (1, 3, H, W)`` with any H, W, and ``im_info (1, 3)``) and 
 ``boxes (1, D, 4)``, ``scores (1, D)``, ``labels (1, D)`` and ``counts (1,)`` (D =
 TEST.MAX_PER_IMAGE); the config and class names are stored in the file.
 
-    python tools/export.py --checkpoint models/res18/shapes/faster_rcnn_1_2_650.pth \
+    python tools/export.py --checkpoint models/res18/shapes/faster_rcnn_1_1_1300.pth \
         --format onnx --output models/shapes.onnx
-    python tools/export.py --checkpoint models/res18/shapes/faster_rcnn_1_2_650.pth \
+    python tools/export.py --checkpoint models/res18/shapes/faster_rcnn_1_1_1300.pth \
         --format pt2 --output models/shapes.pt2 --set TEST.SCORE_THRESH 0.05
 """
 

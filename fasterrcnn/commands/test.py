@@ -9,7 +9,7 @@ with the checkpoint's class names.
 
     python tools/test_net.py --dataset shapes --net res18 --checksession 1 --checkepoch 4 \
         --checkpoint 600
-    python tools/test_net.py --checkpoint_path models/res18/shapes/faster_rcnn_1_2_650.pth --vis
+    python tools/test_net.py --checkpoint_path models/res18/shapes/faster_rcnn_1_1_1300.pth --vis
 """
 
 from __future__ import annotations
