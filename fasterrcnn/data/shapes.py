@@ -80,10 +80,10 @@ def ensure_shapes(data_dir: str, num_train: int, num_test: int, seed: int, num_v
         marker = _read_marker(root)
         if _is_ready(marker, params, wanted):
             return root
-        if marker is None or any(marker.get(key) != value for key, value in params.items()):
-            _generate_from_scratch(data_dir, root, params, wanted)
-        else:
+        if _same_generator(marker, params):
             _extend(root, marker, wanted)
+        else:
+            _generate_from_scratch(data_dir, root, params, wanted)
     return root
 
 
@@ -100,11 +100,14 @@ def _read_marker(root: str) -> Optional[dict]:
     return marker
 
 
+def _same_generator(marker: Optional[dict], params: Dict[str, int]) -> bool:
+    """Whether the images on disk come from this seed, generator version and JPEG quality."""
+    return marker is not None and all(marker.get(key) == value for key, value in params.items())
+
+
 def _is_ready(marker: Optional[dict], params: Dict[str, int], wanted: Dict[str, int]) -> bool:
-    return (
-        marker is not None
-        and all(marker.get(key) == value for key, value in params.items())
-        and all(marker["listed"].get(split) == count for split, count in wanted.items())
+    return _same_generator(marker, params) and all(
+        marker["listed"].get(split) == count for split, count in wanted.items()
     )
 
 
