@@ -11,7 +11,7 @@ from torch import nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.ops import FrozenBatchNorm2d
 
-from fasterrcnn.model import build_resnet
+from fasterrcnn.model import backbones, build_resnet
 from fasterrcnn.model.backbones import (
     SMALL_MAP_PIXELS,
     _shifted_columns,
@@ -116,10 +116,13 @@ def test_pointwise_conv_equals_conv2d_with_gradients(channels_last, stride, batc
     )
 
 
-def test_only_trainable_pointwise_convolutions_under_autograd_run_as_matrix_products():
+def test_only_trainable_pointwise_convolutions_under_autograd_run_as_matrix_products(
+    monkeypatch,
+):
     """conv_norm takes the matrix product for a trainable 1x1 convolution when gradients are
     recorded, and the convolution op for a frozen one, a 3x3 one, or without autograd (where
     it computes the same values)."""
+    monkeypatch.setattr(backbones, "FLOAT32_MATMUL_LAGS_CONVOLUTION", False)
     torch.manual_seed(0)
     norm = FrozenBatchNorm2d(6)
     pointwise, spatial = nn.Conv2d(4, 6, 1, stride=2), nn.Conv2d(4, 6, 3, padding=1)
@@ -132,6 +135,50 @@ def test_only_trainable_pointwise_convolutions_under_autograd_run_as_matrix_prod
     torch.testing.assert_close(direct, conv_norm(pointwise, norm, x))
     pointwise.weight.requires_grad_(False)
     assert conv_norm(pointwise, norm, x).grad_fn.name() == "ConvolutionBackward0"
+
+
+def test_float32_pointwise_convolutions_take_the_convolution_op_where_matmul_lags(monkeypatch):
+    """Where float32 matrix products lag oneDNN's convolutions (AVX512 without Intel's MKL
+    kernels) a trainable 1x1 convolution stays the convolution op in float32, and is still the
+    matrix product under bfloat16 autocast; the values are the same either way."""
+    torch.manual_seed(0)
+    norm = FrozenBatchNorm2d(6)
+    pointwise = nn.Conv2d(4, 6, 1, stride=2)
+    x = torch.randn(1, 4, 9, 9, requires_grad=True)
+    monkeypatch.setattr(backbones, "FLOAT32_MATMUL_LAGS_CONVOLUTION", False)
+    as_product = conv_norm(pointwise, norm, x)
+    assert as_product.grad_fn.name() != "ConvolutionBackward0"
+
+    monkeypatch.setattr(backbones, "FLOAT32_MATMUL_LAGS_CONVOLUTION", True)
+    as_convolution = conv_norm(pointwise, norm, x)
+    assert as_convolution.grad_fn.name() == "ConvolutionBackward0"
+    torch.testing.assert_close(as_convolution, as_product)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert conv_norm(pointwise, norm, x).grad_fn.name() != "ConvolutionBackward0"
+
+
+def test_float32_matmul_lags_convolution_only_on_avx512_cpus_not_made_by_intel(
+    monkeypatch, tmp_path
+):
+    """The vendor and capability rule, with /proc/cpuinfo and the capability faked."""
+    real_open = open
+
+    def fake_cpu(vendor: str, capability: str) -> bool:
+        cpuinfo = tmp_path / "cpuinfo"
+        cpuinfo.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t: fpu\n")
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        monkeypatch.setattr(
+            "builtins.open",
+            lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k),
+        )
+        return backbones.float32_matmul_lags_convolution()
+
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: True)
+    assert fake_cpu("AuthenticAMD", "AVX512")
+    assert not fake_cpu("AuthenticAMD", "AVX2")
+    assert not fake_cpu("GenuineIntel", "AVX512")
+    monkeypatch.setattr(torch.backends.mkl, "is_available", lambda: False)
+    assert not fake_cpu("AuthenticAMD", "AVX512")
 
 
 @pytest.mark.parametrize("size,stride", [((4, 4), 1), ((7, 7), 2), ((7, 6), 2), ((1, 1), 1)])

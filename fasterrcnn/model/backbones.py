@@ -18,7 +18,9 @@ passes); with ``BACKBONE.CHANNELS_LAST`` the images and pooled RoIs enter the ne
 channels-last layout, which oneDNN convolutions run without reordering; and a trainable 1x1
 convolution under autograd is a matrix product (:func:`pointwise_conv`), whose backward is two
 more matrix products instead of oneDNN's convolution backward (several times slower on the
-strided 1x1 shortcut of the R50 RoI head).
+strided 1x1 shortcut of the R50 RoI head) — except in float32 on an AVX512 CPU that is not
+Intel's, where MKL's matrix products run AVX2 kernels and oneDNN's convolutions are twice as
+fast (:data:`FLOAT32_MATMUL_LAGS_CONVOLUTION`).
 
 ``style``: ``"pytorch"`` is torchvision's architecture.  ``"caffe"`` is the one of the
 Caffe-converted ResNets the reference recommended (``resnet101_caffe.pth``): a bottleneck's
@@ -209,10 +211,41 @@ def _bfloat16_autocast(x: Tensor) -> bool:
     )
 
 
+def float32_matmul_lags_convolution() -> bool:
+    """Whether this CPU runs float32 matrix products at half the speed of oneDNN convolutions.
+
+    PyTorch's float32 matrix products on x86 go through MKL, which dispatches AVX512 kernels on
+    Intel CPUs only; oneDNN's convolutions use AVX512 on any CPU that has it.  On a 2-core AMD
+    EPYC with AVX512 a 3800x1024x256 product ran at 183 GFLOP/s, the same 1x1 convolution at 428,
+    and every trainable 1x1 convolution of R50-C4 took half the time forward + backward as the
+    convolution op; on an AVX2 EPYC and an Intel Xeon the matrix products were the faster choice.
+    Reads the vendor from ``/proc/cpuinfo`` (elsewhere: assumed Intel, the matrix products);
+    evaluated once, at import, as :data:`FLOAT32_MATMUL_LAGS_CONVOLUTION`."""
+    if not torch.backends.mkl.is_available() or torch.backends.cpu.get_cpu_capability() != "AVX512":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            vendor = next((line for line in cpuinfo if line.startswith("vendor_id")), "")
+    except OSError:
+        return False
+    return bool(vendor) and "GenuineIntel" not in vendor
+
+
+FLOAT32_MATMUL_LAGS_CONVOLUTION = float32_matmul_lags_convolution()
+"""This host's :func:`float32_matmul_lags_convolution` (a constant to ``torch.compile``)."""
+
+
+def _pointwise_as_matrix_product(x: Tensor) -> bool:
+    """A trainable 1x1 convolution of ``x`` runs as :func:`pointwise_conv`: always in bfloat16
+    (oneDNN's matrix products), in float32 unless :data:`FLOAT32_MATMUL_LAGS_CONVOLUTION`."""
+    return _bfloat16_autocast(x) or not FLOAT32_MATMUL_LAGS_CONVOLUTION
+
+
 def _convolve(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``conv``'s convolution of ``x`` with ``weight`` and ``bias``.
 
-    For a trainable convolution on the CPU under autograd: a 1x1 one is :func:`pointwise_conv`;
+    For a trainable convolution on the CPU under autograd: a 1x1 one is :func:`pointwise_conv`
+    (unless :func:`_pointwise_as_matrix_product` says the convolution op is faster);
     a 3x3 one onto a map of at most :data:`SMALL_MAP_PIXELS` pixels (the RoI head's 4x4) in
     bfloat16 is :func:`small_map_conv3x3` (oneDNN's bfloat16 weight and input gradients are
     slow on such maps, the matrix products are not).  Otherwise the convolution op (oneDNN's
@@ -224,7 +257,12 @@ def _convolve(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Optional[Tensor]
         and torch.is_grad_enabled()
         and conv.weight.requires_grad
     )
-    if trainable_on_cpu and conv.kernel_size == (1, 1) and conv.padding == (0, 0):
+    if (
+        trainable_on_cpu
+        and conv.kernel_size == (1, 1)
+        and conv.padding == (0, 0)
+        and _pointwise_as_matrix_product(x)
+    ):
         return pointwise_conv(x, weight, bias, conv.stride)
     if (
         trainable_on_cpu
