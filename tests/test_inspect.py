@@ -204,8 +204,11 @@ def test_trace_leaves_the_model_unchanged(one_thread):
         assert torch.equal(value, state[key]), key
 
 
-def test_stages_agree_with_the_model(one_thread):
-    model, cfg = _model("res18", ["TEST.SCALES", [128], "TEST.MAX_SIZE", 200], width=1 / 16)
+@pytest.mark.parametrize("flip", [False, True])
+def test_stages_agree_with_the_model(flip, one_thread):
+    """The stages are one pass's: with TEST.FLIP the image's own, not the mirror pass after it."""
+    overrides = ["TEST.SCALES", [128], "TEST.MAX_SIZE", 200, "TEST.FLIP", flip]
+    model, cfg = _model("res18", overrides, width=1 / 16)
     image = _image(100, 140)
     result = trace(model, image)
     # As trace runs it: without autograd (the backbone layout depends on it, see backbones).

@@ -53,9 +53,9 @@ def _max_difference(a, b) -> float:
     return max((x.double() - y.double()).abs().max().item() for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("vote", ["0.0", "0.5"])
-def test_inference_is_one_graph_without_breaks(vote):
-    model = _model(["TEST.BBOX_VOTE_THRESH", vote]).eval()
+@pytest.mark.parametrize("overrides", [[], ["TEST.BBOX_VOTE_THRESH", "0.5"], ["TEST.FLIP", "true"]])
+def test_inference_is_one_graph_without_breaks(overrides):
+    model = _model(overrides).eval()
     with torch.no_grad():
         explained = torch._dynamo.explain(model.detect)(*_images())
     assert explained.break_reasons == []

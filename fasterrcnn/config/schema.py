@@ -83,12 +83,15 @@ class TestConfig:
     :class:`fasterrcnn.Detector` (torchvision's 0.05).  MAX_PER_IMAGE caps both.
     BBOX_VOTE_THRESH > 0 turns on box voting after NMS: a detection's box becomes the
     score-weighted mean of its class's boxes overlapping it at that IoU (0: off, the reference).
+    FLIP also runs the model on the mirror images and sends both passes' scored proposals to
+    the NMS together (test-time augmentation, twice the inference time; off in the reference).
     """
 
     SCALES: Tuple[int, ...] = (600,)
     MAX_SIZE: int = 1000
     NMS: float = 0.3
     BBOX_VOTE_THRESH: float = 0.0
+    FLIP: bool = False
     BBOX_REG: bool = True
     SCORE_THRESH: float = 0.0
     DETECT_SCORE_THRESH: float = 0.05

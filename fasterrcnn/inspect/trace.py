@@ -13,13 +13,14 @@ forward.  ``image`` follows the one-call API's contract (a ``(3, H, W)`` RGB ten
 ``(H, W, 3)`` BGR uint8 array, see :mod:`fasterrcnn.model.transform`), or is a file path.
 
 Without targets everything comes from one eval-mode pass (``TEST`` proposal numbers; the second
-stage runs on every row of the padded proposals, so its shapes are fixed).  With targets a
-second pass runs the model in training mode, as the walkthroughs do, with BatchNorm and Dropout
-kept in eval mode, the image at the same test scale, no gradients, and the sampling generator
-restored afterwards (the model is left exactly as it was): the stages from ``rois`` on are then
-that pass's (``TRAIN`` proposal numbers, the sampled RoIs and their targets, the second stage on
-the sampled RoIs), and ``losses`` holds its four losses.  Detections always come from the eval
-pass.
+stage runs on every row of the padded proposals, so its shapes are fixed); with ``TEST.FLIP``
+the stages are the image's own pass and only the detections merge in the mirror image's.
+With targets a second pass runs the model in training mode, as the walkthroughs do, with
+BatchNorm and Dropout kept in eval mode, the image at the same test scale, no gradients, and
+the sampling generator restored afterwards (the model is left exactly as it was): the stages
+from ``rois`` on are then that pass's (``TRAIN`` proposal numbers, the sampled RoIs and their
+targets, the second stage on the sampled RoIs), and ``losses`` holds its four losses.
+Detections always come from the eval pass.
 """
 
 from __future__ import annotations
@@ -194,8 +195,13 @@ class _Recorder:
     def __init__(self) -> None:
         self.stages: Dict[str, Tensor] = {}
         self.handles: List[Any] = []
+        self.keep_first = False
 
     def store(self, name: str, value: Tensor) -> None:
+        """Record ``value`` as ``name``; while ``keep_first``, a name already recorded keeps
+        its first value (the image's own pass, not the ``TEST.FLIP`` mirror pass after it)."""
+        if self.keep_first and name in self.stages:
+            return
         self.stages[name] = value.detach().to("cpu", copy=True)
 
     def on(self, module: nn.Module, *names: str) -> None:
@@ -302,7 +308,9 @@ def trace(
     was_training = {module: module.training for module in model.modules()}
     try:
         model.eval()
+        recorder.keep_first = True
         detection = detect(model, [image], score_thresh, detections_per_img)[0]
+        recorder.keep_first = False
         losses = None
         if targets is not None:
             losses = _training_pass(model, image, targets)

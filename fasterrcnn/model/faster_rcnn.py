@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from fasterrcnn.config import Config
+from fasterrcnn.model.flip import mirror_images, unmirror_outputs
 from fasterrcnn.model.image_api import forward_images
 from fasterrcnn.model.roi_head import Detections, RoIHead
 from fasterrcnn.model.rpn import RPN
@@ -110,6 +111,7 @@ class FasterRCNN(nn.Module):
             training: ``{'rpn_cls', 'rpn_box', 'rcnn_cls', 'rcnn_box'}`` scalar losses.
             eval: ``rois (B, P, 5)``, ``cls_prob (B, P, num_classes)``, ``bbox_pred (B, P, 4 *
             num_classes or 4)`` (normalised deltas); rows of padded RoIs are zero in both.
+            With ``TEST.FLIP`` ``2P`` rows: the mirror images' after the images' own.
         """
         if isinstance(im_data, (list, tuple)):
             return forward_images(self, im_data, im_info)
@@ -120,8 +122,7 @@ class FasterRCNN(nn.Module):
             )
         self._check_inputs(im_data, im_info)
         if not self.training:
-            rois, _, head = self._infer(im_data, im_info)
-            return rois, head.cls_prob, head.bbox_pred
+            return self._test_outputs(im_data, im_info)
         if gt_boxes is None or num_boxes is None:
             raise ValueError("training mode needs gt_boxes (B, G, 5) and num_boxes (B,)")
         if gt_boxes.dim() != 3 or gt_boxes.shape[0] != im_data.shape[0] or gt_boxes.shape[2] != 5:
@@ -145,6 +146,30 @@ class FasterRCNN(nn.Module):
         rpn_out = self.rpn(base_feat, im_info)
         head = self.roi_head.infer(base_feat, rpn_out.rois, rpn_out.num_rois)
         return rpn_out.rois, (base_feat, rpn_out), head
+
+    def _test_outputs(self, im_data: Tensor, im_info: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``rois (B, P', 5)``, ``cls_prob``, ``bbox_pred`` of the eval pass: ``P' = P``, or
+        with ``TEST.FLIP`` ``2P``: the mirrored images' rows (in the original frame, see
+        :mod:`fasterrcnn.model.flip`) after the images' own."""
+        rois, _, head = self._infer(im_data, im_info)
+        if not self.cfg.TEST.FLIP:
+            return rois, head.cls_prob, head.bbox_pred
+        mirrored_rois, _, mirrored = self._infer(mirror_images(im_data, im_info), im_info)
+        settings = self.roi_head.detection
+        mirrored_rois, mirrored_pred = unmirror_outputs(
+            mirrored_rois,
+            mirrored.cls_prob,
+            mirrored.bbox_pred,
+            im_info,
+            settings.unnormalize,
+            settings.means,
+            settings.stds,
+        )
+        return (
+            torch.cat((rois, mirrored_rois), dim=1),
+            torch.cat((head.cls_prob, mirrored.cls_prob), dim=1),
+            torch.cat((head.bbox_pred, mirrored_pred), dim=1),
+        )
 
     def forward_features(self, im_data: Tensor, im_info: Tensor) -> Stages:
         """One inference pass keeping every intermediate output (:class:`Stages`).
@@ -185,9 +210,9 @@ class FasterRCNN(nn.Module):
         TEST.MAX_PER_IMAGE``; slots past ``num_detections[b]`` are zero.
         """
         self._check_inputs(im_data, im_info)
-        rois, _, head = self._infer(im_data, im_info)
+        rois, cls_prob, bbox_pred = self._test_outputs(im_data, im_info)
         return self.roi_head.detect(
-            rois, head.cls_prob, head.bbox_pred, im_info, score_thresh, nms_thresh, max_per_image
+            rois, cls_prob, bbox_pred, im_info, score_thresh, nms_thresh, max_per_image
         )
 
     @torch.no_grad()
