@@ -3,19 +3,14 @@ and the detector's flipped inference (both passes' rows, mirror symmetry of the 
 
 import pytest
 import torch
+from conftest import TINY_MODEL
 
 from fasterrcnn.config import load_config
 from fasterrcnn.model import build_model
 from fasterrcnn.model.flip import mirror_images, unmirror_outputs
 from fasterrcnn.rpn.boxes import decode_boxes
 
-# fmt: off
-TINY = [
-    "NET", "res18", "BACKBONE.WIDTH_MULT", "0.125", "RPN_CHANNELS", "16",
-    "ANCHOR_SCALES", "[1, 2, 4]", "TEST.RPN_PRE_NMS_TOP_N", "200",
-    "TEST.RPN_POST_NMS_TOP_N", "30", "TEST.RPN_MIN_SIZE", "2", "TEST.SCORE_THRESH", "0.05",
-]
-# fmt: on
+TINY = ["NET", "res18"] + TINY_MODEL + ["TEST.SCORE_THRESH", "0.05"]
 
 
 def test_mirror_images_mirrors_each_image_within_its_own_width():

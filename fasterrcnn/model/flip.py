@@ -29,7 +29,7 @@ def mirror_images(im_data: Tensor, im_info: Tensor) -> Tensor:
     Returns:
         ``(B, C, H, W)``: column ``x < w_b`` holds column ``w_b - 1 - x``; padding unchanged.
     """
-    batch, channels, height, width = im_data.shape
+    batch, width = im_data.shape[0], im_data.shape[3]
     columns = torch.arange(width, device=im_data.device).view(1, -1)
     image_width = im_info[:, 1].round().to(torch.int64).view(-1, 1)
     source = torch.where(columns < image_width, image_width - 1 - columns, columns)
