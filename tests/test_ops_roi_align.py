@@ -42,11 +42,15 @@ def test_matches_torchvision(backend, dtype, spatial_scale, sampling_ratio, alig
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 5, 9), (3, 2, 16, 8)])
-def test_shapes_and_noncontiguous(backend, shape):
+@pytest.mark.parametrize("channel_step", [2, 1])
+def test_shapes_and_noncontiguous(backend, shape, channel_step):
+    """A strided (B,C,H,W) view (every other channel of an NHWC tensor) and a channels-last
+    input (read in place by the CPU kernel) give torchvision's values and gradients."""
     gen = torch.Generator().manual_seed(7)
     b, c, h, w = shape
-    base = torch.randn(b, h, w, 2 * c, generator=gen)
-    x = base.permute(0, 3, 1, 2)[:, ::2]  # non-contiguous (B,C,H,W) view
+    base = torch.randn(b, h, w, channel_step * c, generator=gen)
+    x = base.permute(0, 3, 1, 2)[:, ::channel_step]
+    assert x.is_contiguous(memory_format=torch.channels_last) == (channel_step == 1)
     wide = torch.zeros(10, 10)
     wide[:, ::2][:, :5] = make_rois(10, b, h, w, 0.125, torch.float32, gen)
     rois = wide[:, ::2][:, :5]

@@ -127,9 +127,9 @@ AxisTable<T> align_axis_table(const T* rois, int64_t num_rois, int axis, int64_t
   return table;
 }
 
-// The RoIAlign and RoIPool kernels read a channels-last copy of the input (B,H,W,C): every
-// bilinear tap or pooled cell is then a contiguous run of C values and the channel loops
-// vectorise.  Outputs and output gradients stay NCHW: a thread handles whole RoIs, and groups
+// The RoIAlign and RoIPool kernels read the input channels-last (B,H,W,C): a channels-last
+// input as it is, any other through one copy.  Every bilinear tap or pooled cell is then a
+// contiguous run of C values and the channel loops vectorise.  Outputs and output gradients stay NCHW: a thread handles whole RoIs, and groups
 // of kBinGroup consecutive bins go through a (group, C) buffer so that each channel's values
 // are written (or read) as one contiguous run -- no transposes of the large (K,C,h,w) tensors.
 constexpr int64_t kBinGroup = 16;
@@ -546,7 +546,7 @@ at::Tensor roi_align_forward_cpu(const at::Tensor& input_arg, const at::Tensor& 
                                  double spatial_scale, int64_t out_h, int64_t out_w,
                                  int64_t sampling_ratio, bool aligned) {
   check_roi_op("roi_align", input_arg, rois_arg, spatial_scale, out_h, out_w);
-  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor& input = input_arg;
   const at::Tensor rois = rois_arg.contiguous();
   const at::Tensor input_cl = input.permute({0, 2, 3, 1}).contiguous();
   at::Tensor output = at::empty({rois.size(0), input.size(1), out_h, out_w}, input.options());
@@ -586,7 +586,7 @@ std::tuple<at::Tensor, at::Tensor> roi_pool_forward_cpu(const at::Tensor& input_
   check_roi_op("roi_pool", input_arg, rois_arg, spatial_scale, out_h, out_w);
   TORCH_CHECK_VALUE(input_arg.size(2) * input_arg.size(3) < std::numeric_limits<int32_t>::max(),
                     "roi_pool: feature map too large for int32 argmax, got ", input_arg.sizes());
-  const at::Tensor input = input_arg.contiguous();
+  const at::Tensor& input = input_arg;
   const at::Tensor rois = rois_arg.contiguous();
   const int64_t num_rois = rois.size(0);
   const at::Tensor input_cl = input.permute({0, 2, 3, 1}).contiguous();
