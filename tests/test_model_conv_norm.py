@@ -19,6 +19,7 @@ from fasterrcnn.model.backbones import (
     conv_norm,
     pointwise_conv,
     small_map_conv3x3,
+    subsample,
 )
 
 
@@ -155,6 +156,37 @@ def test_float32_pointwise_convolutions_take_the_convolution_op_where_matmul_lag
     torch.testing.assert_close(as_convolution, as_product)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert conv_norm(pointwise, norm, x).grad_fn.name() != "ConvolutionBackward0"
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size,stride", [((7, 7), (2, 2)), ((8, 5), (2, 2)), ((9, 6), (3, 2))])
+def test_strided_pointwise_convolution_of_the_subsample_equals_the_strided_one(
+    monkeypatch, channels_last, size, stride
+):
+    """Where the convolution op is taken, a trainable strided 1x1 convolution convolves the
+    dense subsample of its input (rows and columns 0, s, 2s, ... kept, in the input's layout):
+    values and gradients (input, weight, bias) equal the strided convolution's in float64,
+    odd sizes included, and without autograd the values are the same."""
+    monkeypatch.setattr(backbones, "FLOAT32_MATMUL_LAGS_CONVOLUTION", True)
+    gen = torch.Generator().manual_seed(3)
+    conv = nn.Conv2d(4, 6, 1, stride=stride).double()
+    norm = FrozenBatchNorm2d(6).double()
+    _random_norm(norm, 6, gen)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 4, *size, generator=gen, dtype=torch.float64)
+    x = x.contiguous(memory_format=layout).requires_grad_(True)
+
+    taken = subsample(x, stride)
+    assert taken.is_contiguous(memory_format=layout)
+    torch.testing.assert_close(taken, x[:, :, :: stride[0], :: stride[1]], rtol=0, atol=0)
+    got = conv_norm(conv, norm, x)
+    assert got.grad_fn.name() == "ConvolutionBackward0"
+    convolved = got.grad_fn.next_functions[0][0]
+    assert convolved.name() != "torch::autograd::AccumulateGrad", "x itself was convolved"
+    expected = norm(conv(x))
+    assert_same_values_and_gradients(got, expected, [x, conv.weight, conv.bias], gen)
+    with torch.no_grad():
+        torch.testing.assert_close(conv_norm(conv, norm, x), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_float32_matmul_lags_convolution_only_on_avx512_cpus_not_made_by_intel(
@@ -301,8 +333,10 @@ def test_resnet_c4_equals_torchvision_resnet(net, channels_last, batch):
     r = reference
     want = r.layer3(r.layer2(r.layer1(r.maxpool(r.relu(r.bn1(r.conv1(x)))))))
     torch.testing.assert_close(feat, want, rtol=1e-9, atol=1e-9)
-    # x requires grad: a one-image pass stays NCHW (test_single_image_training_pass_stays_nchw).
-    expect_channels_last = channels_last and batch > 1
+    # x requires grad: a one-image pass trains NCHW (test_single_image_training_pass_layouts).
+    expect_channels_last = channels_last and (
+        batch > 1 or not backbones._pointwise_as_matrix_product(x)
+    )
     assert feat.is_contiguous(memory_format=torch.channels_last) == expect_channels_last
 
     pooled = torch.randn(5, feat.shape[1], 7, 7, generator=gen, dtype=torch.float64)
@@ -315,10 +349,13 @@ def test_resnet_c4_equals_torchvision_resnet(net, channels_last, batch):
         torch.testing.assert_close(g, e, rtol=1e-7, atol=1e-7)
 
 
-def test_single_image_training_pass_trains_nchw():
-    """A one-image pass under autograd runs its trainable layers NCHW (channels-last weight
-    gradients are slower there) and its frozen layers channels-last; batches and no-grad
-    passes run channels-last throughout."""
+@pytest.mark.parametrize("matmul_lags", [False, True])
+def test_single_image_training_pass_layouts(monkeypatch, matmul_lags):
+    """A one-image pass under autograd runs its trainable layers NCHW (channels-last 3x3
+    weight gradients are slower there) and its frozen layers channels-last, unless the 1x1
+    convolutions are oneDNN's (float32 where matrix products lag): then channels-last
+    throughout, as batches and no-grad passes always are; bfloat16 autocast trains NCHW."""
+    monkeypatch.setattr(backbones, "FLOAT32_MATMUL_LAGS_CONVOLUTION", matmul_lags)
     parts = build_resnet("res18", width_mult=0.25, fixed_blocks=1, channels_last=True)
     layouts = {}
 
@@ -331,7 +368,10 @@ def test_single_image_training_pass_trains_nchw():
     for name in ("layer1", "layer2", "layer3"):
         getattr(parts.base, name).register_forward_pre_hook(record(name))
     one = torch.randn(1, 3, 32, 32)
-    assert parts.base(one).is_contiguous()
+    assert parts.base(one).is_contiguous(memory_format=torch.channels_last) == matmul_lags
+    assert layouts == {"layer1": True, "layer2": matmul_lags, "layer3": matmul_lags}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        parts.base(one)
     assert layouts == {"layer1": True, "layer2": False, "layer3": False}
     with torch.no_grad():
         assert parts.base(one).is_contiguous(memory_format=torch.channels_last)

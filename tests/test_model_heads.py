@@ -103,6 +103,30 @@ def test_rpn_init_and_eval_without_losses():
     assert torch.allclose(out.cls_prob.sum(-1), torch.ones(1, 4 * 6 * 6))
 
 
+def test_rpn_conv_takes_nchw_input_in_a_one_image_cpu_training_pass():
+    """The RPN's 3x3 conv reads channels-last base features as NCHW in a one-image training
+    pass (its weight gradient is faster so) and as they are in a batch, without autograd or
+    with a frozen conv; the logits and deltas are the same either way."""
+    _, rpn = _rpn()
+    seen = []
+    rpn.conv.register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+    feat = torch.randn(2, 3, 5, 6).contiguous(memory_format=torch.channels_last)
+    one = feat[:1]
+    assert one.is_contiguous(memory_format=torch.channels_last)
+    trained = rpn.predict(one)
+    assert seen == [False]
+    rpn.predict(feat)
+    with torch.no_grad():
+        plain = rpn.predict(one)
+    rpn.conv.weight.requires_grad_(False)
+    rpn.predict(one)
+    assert seen == [False, True, True, True]
+    for got, want in zip(trained, plain):
+        torch.testing.assert_close(got, want)
+
+
 def test_rpn_losses_against_hand_formulas():
     cfg, rpn = _rpn(["TRAIN.RPN_BATCHSIZE", "32"])
     feat = torch.randn(2, 3, 4, 6)

@@ -20,7 +20,8 @@ convolution under autograd is a matrix product (:func:`pointwise_conv`), whose b
 more matrix products instead of oneDNN's convolution backward (several times slower on the
 strided 1x1 shortcut of the R50 RoI head) — except in float32 on an AVX512 CPU that is not
 Intel's, where MKL's matrix products run AVX2 kernels and oneDNN's convolutions are twice as
-fast (:data:`FLOAT32_MATMUL_LAGS_CONVOLUTION`).
+fast (:data:`FLOAT32_MATMUL_LAGS_CONVOLUTION`; there a strided one convolves its
+:func:`subsample`d input, whose backward is twice as fast as the strided convolution's).
 
 ``style``: ``"pytorch"`` is torchvision's architecture.  ``"caffe"`` is the one of the
 Caffe-converted ResNets the reference recommended (``resnet101_caffe.pth``): a bottleneck's
@@ -241,11 +242,23 @@ def _pointwise_as_matrix_product(x: Tensor) -> bool:
     return _bfloat16_autocast(x) or not FLOAT32_MATMUL_LAGS_CONVOLUTION
 
 
+def subsample(x: Tensor, stride: Tuple[int, int]) -> Tensor:
+    """Every ``sy``-th row and ``sx``-th column of ``x`` ``(B, C, H, W)`` as a dense tensor in
+    ``x``'s layout (NCHW or channels-last): ``(B, C, ceil(H / sy), ceil(W / sx))``, what a
+    strided 1x1 convolution without padding reads."""
+    channels_last = x.stride(1) == 1 and x.shape[1] > 1
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return x[:, :, :: stride[0], :: stride[1]].contiguous(memory_format=layout)
+
+
 def _convolve(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """``conv``'s convolution of ``x`` with ``weight`` and ``bias``.
 
     For a trainable convolution on the CPU under autograd: a 1x1 one is :func:`pointwise_conv`
-    (unless :func:`_pointwise_as_matrix_product` says the convolution op is faster);
+    (unless :func:`_pointwise_as_matrix_product` says the convolution op is faster; then a
+    strided one convolves the :func:`subsample` of ``x`` with stride 1: oneDNN's backward of a
+    strided 1x1 convolution runs at half its speed, 200 of 400 GFLOP/s on the R50 RoI head's
+    shortcut, and the subsampled step is 4-5% faster);
     a 3x3 one onto a map of at most :data:`SMALL_MAP_PIXELS` pixels (the RoI head's 4x4) in
     bfloat16 is :func:`small_map_conv3x3` (oneDNN's bfloat16 weight and input gradients are
     slow on such maps, the matrix products are not).  Otherwise the convolution op (oneDNN's
@@ -257,13 +270,11 @@ def _convolve(conv: nn.Conv2d, x: Tensor, weight: Tensor, bias: Optional[Tensor]
         and torch.is_grad_enabled()
         and conv.weight.requires_grad
     )
-    if (
-        trainable_on_cpu
-        and conv.kernel_size == (1, 1)
-        and conv.padding == (0, 0)
-        and _pointwise_as_matrix_product(x)
-    ):
+    pointwise = conv.kernel_size == (1, 1) and conv.padding == (0, 0)
+    if trainable_on_cpu and pointwise and _pointwise_as_matrix_product(x):
         return pointwise_conv(x, weight, bias, conv.stride)
+    if trainable_on_cpu and pointwise and conv.stride != (1, 1):
+        return F.conv2d(subsample(x, conv.stride), weight, bias)
     if (
         trainable_on_cpu
         and conv.kernel_size == (3, 3)
@@ -283,8 +294,8 @@ class BasicBlock(tv_resnet.BasicBlock):
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(conv_norm(self.conv1, self.bn1, x))
         out = conv_norm(self.conv2, self.bn2, out)
-        identity = x if self.downsample is None else _downsample(self.downsample, x)
-        return self.relu(out + identity)
+        out += x if self.downsample is None else _downsample(self.downsample, x)
+        return self.relu(out)
 
 
 class Bottleneck(tv_resnet.Bottleneck):
@@ -294,8 +305,8 @@ class Bottleneck(tv_resnet.Bottleneck):
         out = self.relu(conv_norm(self.conv1, self.bn1, x))
         out = self.relu(conv_norm(self.conv2, self.bn2, out))
         out = conv_norm(self.conv3, self.bn3, out)
-        identity = x if self.downsample is None else _downsample(self.downsample, x)
-        return self.relu(out + identity)
+        out += x if self.downsample is None else _downsample(self.downsample, x)
+        return self.relu(out)
 
 
 def _downsample(downsample: nn.Module, x: Tensor) -> Tensor:
@@ -313,10 +324,15 @@ def _channels_last_pays(images: Tensor) -> bool:
     """Whether trainable backbone layers should run channels-last on ``images`` (B,3,H,W).
 
     Measured with oneDNN on 2 CPU cores: channels-last convolutions are faster forward, and
-    backward for batches, but their weight gradient is about 2x slower for a single large image
-    (ResNet-50 layer3 and the RPN conv at 600x800), so in a one-image training pass the layers
-    that get gradients run NCHW (frozen layers compute no weight gradient: they stay
-    channels-last).
+    backward for batches, but the weight gradient of a 3x3 convolution is slower on a single
+    large image (up to 2x: R50-C4's layer3 and the 1024 -> 512 RPN conv at 600x800), so in a
+    one-image training pass the layers that get gradients run NCHW (frozen layers compute no
+    weight gradient: they stay channels-last).  Except where a ResNet's trainable 1x1
+    convolutions are oneDNN's (:func:`_pointwise_as_matrix_product` false): their NCHW
+    backward is up to 2.5x slower than the channels-last one (R50-C4's layer2 at 600x800), so
+    :class:`ResNetBase` keeps its trainable layers channels-last there and only the RPN conv
+    reads NCHW (:meth:`fasterrcnn.model.rpn.RPN.predict`); the R50-C4 float32 training step
+    was 3-6% faster so on an AVX512 EPYC, and 12% slower so under bfloat16 autocast.
     """
     return images.shape[0] > 1 or not torch.is_grad_enabled()
 
@@ -399,7 +415,9 @@ class ResNetBase(_Freezable):
         self.channels_last = channels_last
 
     def forward(self, x: Tensor) -> Tensor:
-        nchw_when_training = self.channels_last and not _channels_last_pays(x)
+        nchw_when_training = (
+            self.channels_last and not _channels_last_pays(x) and _pointwise_as_matrix_product(x)
+        )
         x = to_channels_last(x, self.channels_last)
         if nchw_when_training and _trains(self.conv1):
             x = x.contiguous()
