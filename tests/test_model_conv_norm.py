@@ -189,6 +189,45 @@ def test_strided_pointwise_convolution_of_the_subsample_equals_the_strided_one(
         torch.testing.assert_close(conv_norm(conv, norm, x), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("size", [(7, 7), (8, 5)])
+def test_caffe_bottleneck_subsamples_once_for_its_first_conv_and_shortcut(monkeypatch, size):
+    """A caffe-style bottleneck (stride on its first 1x1 convolution and on the shortcut) takes
+    one subsample of its input for both where they convolve it; values and gradients equal
+    torchvision's block with the same weights and strides in float64."""
+    monkeypatch.setattr(backbones, "FLOAT32_MATMUL_LAGS_CONVOLUTION", True)
+    gen = torch.Generator().manual_seed(5)
+
+    def caffe_block(cls):
+        shortcut = nn.Sequential(nn.Conv2d(8, 16, 1, stride=2, bias=False), FrozenBatchNorm2d(16))
+        block = cls(8, 4, stride=2, downsample=shortcut, norm_layer=FrozenBatchNorm2d).double()
+        block.conv1.stride, block.conv2.stride = (2, 2), (1, 1)
+        return block
+
+    reference = caffe_block(tv_resnet.Bottleneck)
+    for module in reference.modules():
+        if isinstance(module, FrozenBatchNorm2d):
+            _random_norm(module, module.weight.numel(), gen)
+    ours = caffe_block(backbones.Bottleneck)
+    ours.load_state_dict(reference.state_dict())
+    calls = []
+    real_subsample = backbones.subsample
+    monkeypatch.setattr(
+        backbones, "subsample", lambda x, stride: calls.append(stride) or real_subsample(x, stride)
+    )
+    x = torch.randn(2, 8, *size, generator=gen, dtype=torch.float64, requires_grad=True)
+    got = ours(x)
+    assert calls == [(2, 2)]
+    params = [x, ours.conv1.weight, ours.downsample[0].weight]
+    expected = reference(x)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    want = torch.autograd.grad(
+        expected, [x, reference.conv1.weight, reference.downsample[0].weight], upstream
+    )
+    for g, w in zip(torch.autograd.grad(got, params, upstream), want):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
 def test_float32_matmul_lags_convolution_only_on_avx512_cpus_not_made_by_intel(
     monkeypatch, tmp_path
 ):
