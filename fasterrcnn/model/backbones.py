@@ -376,8 +376,8 @@ def _channels_last_pays(images: Tensor) -> bool:
     large image (up to 2x: R50-C4's layer3 and the 1024 -> 512 RPN conv at 600x800), so in a
     one-image training pass the layers that get gradients run NCHW (frozen layers compute no
     weight gradient: they stay channels-last).  Except where a ResNet's trainable 1x1
-    convolutions are oneDNN's (:func:`_pointwise_as_matrix_product` false): their NCHW
-    backward is up to 2.5x slower than the channels-last one (R50-C4's layer2 at 600x800), so
+    convolutions are oneDNN's (:func:`_pointwise_as_matrix_product` false): NCHW they take
+    up to 2.8x the channels-last time forward + backward (R50-C4's layer2 at 600x800), so
     :class:`ResNetBase` keeps its trainable layers channels-last there and only the RPN conv
     reads NCHW (:meth:`fasterrcnn.model.rpn.RPN.predict`); the R50-C4 float32 training step
     was 3-6% faster so on an AVX512 EPYC, and 12% slower so under bfloat16 autocast.
