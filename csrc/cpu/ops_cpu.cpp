@@ -129,9 +129,10 @@ AxisTable<T> align_axis_table(const T* rois, int64_t num_rois, int axis, int64_t
 
 // The RoIAlign and RoIPool kernels read the input channels-last (B,H,W,C): a channels-last
 // input as it is, any other through one copy.  Every bilinear tap or pooled cell is then a
-// contiguous run of C values and the channel loops vectorise.  Outputs and output gradients stay NCHW: a thread handles whole RoIs, and groups
-// of kBinGroup consecutive bins go through a (group, C) buffer so that each channel's values
-// are written (or read) as one contiguous run -- no transposes of the large (K,C,h,w) tensors.
+// contiguous run of C values and the channel loops vectorise.  Outputs and output gradients
+// stay NCHW: a thread handles whole RoIs, and groups of kBinGroup consecutive bins go through a
+// (group, C) buffer so that each channel's values are written (or read) as one contiguous run
+// -- no transposes of the large (K,C,h,w) tensors.
 constexpr int64_t kBinGroup = 16;
 
 template <typename T>

@@ -89,6 +89,11 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor, subsampled: bool = Fa
     return _convolve(conv, x, conv.weight * scale.view(-1, 1, 1, 1), shift, subsampled)
 
 
+def _is_channels_last(x: Tensor) -> bool:
+    """Whether ``x`` ``(B, C, H, W)`` with more than one channel has its channels innermost."""
+    return x.stride(1) == 1 and x.shape[1] > 1
+
+
 def pointwise_conv(
     x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Tuple[int, int] = (1, 1)
 ) -> Tensor:
@@ -107,7 +112,7 @@ def pointwise_conv(
     if stride != (1, 1):
         x = x[:, :, :: stride[0], :: stride[1]]
     matrix = weight.flatten(1)
-    if x.stride(1) == 1 and x.shape[1] > 1:
+    if _is_channels_last(x):
         return F.linear(x.permute(0, 2, 3, 1), matrix, bias).permute(0, 3, 1, 2)
     batch, channels, height, width = x.shape
     out = torch.bmm(matrix.expand(batch, -1, -1), x.reshape(batch, channels, height * width))
@@ -248,8 +253,7 @@ def subsample(x: Tensor, stride: Tuple[int, int]) -> Tensor:
     """Every ``sy``-th row and ``sx``-th column of ``x`` ``(B, C, H, W)`` as a dense tensor in
     ``x``'s layout (NCHW or channels-last): ``(B, C, ceil(H / sy), ceil(W / sx))``, what a
     strided 1x1 convolution without padding reads."""
-    channels_last = x.stride(1) == 1 and x.shape[1] > 1
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
     return x[:, :, :: stride[0], :: stride[1]].contiguous(memory_format=layout)
 
 
